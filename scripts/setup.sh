@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what qnas needs from Debian and builds it. Idempotent: packages already present are not
+# touched, and a configured build directory is reused (only changed files are rebuilt).
+#   scripts/setup.sh              install + configure + build (Release) into ./build
+#   QNAS_BUILD_DIR=dir            build somewhere else
+#   QNAS_SANITIZE=1               build with AddressSanitizer + UBSan (for the sanitizer CI job)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake pkg-config
+  libtorch-dev        # training, autograd, elastic modules (CPU LibTorch 1.13)
+  libdnnl-dev         # oneDNN: INT8 / FP32 inference and latency
+  libonnx-dev         # ONNX QDQ export
+  libopencv-dev       # image-folder datasets
+  zlib1g-dev          # reading the gzip IDX files directly
+  dataset-fashion-mnist
+  nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libfmt-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo_cmd=(sudo)
+  fi
+  "${sudo_cmd[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
+
+build_dir=${QNAS_BUILD_DIR:-build}
+cmake_args=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release)
+[[ ${QNAS_SANITIZE:-0} == 1 ]] && cmake_args+=(-DQNAS_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+cmake "${cmake_args[@]}" >/dev/null
+cmake --build "$build_dir" -j"$(nproc)"
+echo "setup: built $build_dir/qnas"

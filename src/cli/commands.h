@@ -1,0 +1,9 @@
+#pragma once
+// Each concern registers its subcommands on the root CLI11 app; main() only dispatches and reports errors.
+#include <CLI/CLI.hpp>
+
+namespace qnas::cli {
+
+void add_space_commands(CLI::App& app);
+
+}  // namespace qnas::cli

@@ -1,0 +1,27 @@
+// qnas: find networks that are accurate and fast in INT8 on a given CPU and inference engine.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"qnas: quantization-aware, hardware-aware neural architecture search (SpaceEvo, QFA, HAWQ)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "qnas 0.1.0");
+  qnas::cli::add_space_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const qnas::Error& e) {
+    std::fprintf(stderr, "qnas: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qnas: unexpected error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
