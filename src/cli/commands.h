@@ -5,5 +5,6 @@
 namespace qnas::cli {
 
 void add_space_commands(CLI::App& app);
+void add_search_commands(CLI::App& app);
 
 }  // namespace qnas::cli

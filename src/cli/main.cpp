@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "qnas 0.1.0");
   qnas::cli::add_space_commands(app);
+  qnas::cli::add_search_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -35,14 +35,15 @@ std::string ProgressLine::render(std::int64_t done, const std::string& extra) co
 }
 
 void ProgressLine::update(std::int64_t done, const std::string& extra) {
-  if (out_ == nullptr) return;
+  // The final line belongs to finish(), so a completed run never prints 100% twice.
+  if (out_ == nullptr || done >= total_) return;
   const auto now = std::chrono::steady_clock::now();
   const double since_last = std::chrono::duration<double>(now - last_print_).count();
   if (interactive_) {
-    if (since_last < 0.1 && done < total_) return;
+    if (since_last < 0.1) return;
     std::fprintf(out_, "\r\033[K%s", render(done, extra).c_str());
   } else {
-    if (since_last < 5.0 && done < total_) return;
+    if (since_last < 5.0) return;
     std::fprintf(out_, "%s\n", render(done, extra).c_str());
   }
   std::fflush(out_);

@@ -3,6 +3,8 @@
 // is specified bit for bit, but std::uniform_int_distribution and std::shuffle are not.
 #include <cstdint>
 #include <random>
+#include <sstream>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -33,6 +35,17 @@ class Rng {
     for (std::size_t i = values.size(); i > 1; --i) std::swap(values[i - 1], values[below(i)]);
   }
   std::uint64_t next() { return engine_(); }
+
+  // The full generator state as text, so a resumed job continues the exact same stream.
+  std::string state() const {
+    std::ostringstream out;
+    out << engine_;
+    return out.str();
+  }
+  void restore(const std::string& state) {
+    std::istringstream in(state);
+    in >> engine_;
+  }
 
  private:
   std::mt19937_64 engine_;
