@@ -6,5 +6,6 @@ namespace qnas::cli {
 
 void add_space_commands(CLI::App& app);
 void add_search_commands(CLI::App& app);
+void add_run_command(CLI::App& app);
 
 }  // namespace qnas::cli

@@ -9,7 +9,8 @@ namespace qnas::cli {
 std::string Table::render() const {
   std::vector<size_t> widths(header_.size(), 0);
   auto measure = [&](const std::vector<std::string>& row) {
-    for (size_t c = 0; c < row.size() && c < widths.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
+    for (size_t c = 0; c < row.size() && c < widths.size(); ++c)
+      widths[c] = std::max(widths[c], row[c].size());
   };
   measure(header_);
   for (const auto& row : rows_) measure(row);
@@ -29,6 +30,8 @@ std::string Table::render() const {
   return out;
 }
 
-std::string format_millions(double value, int decimals) { return fmt::format("{:.{}f}", value / 1e6, decimals); }
+std::string format_millions(double value, int decimals) {
+  return fmt::format("{:.{}f}", value / 1e6, decimals);
+}
 
 }  // namespace qnas::cli

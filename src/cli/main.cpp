@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "qnas 0.1.0");
   qnas::cli::add_space_commands(app);
   qnas::cli::add_search_commands(app);
+  qnas::cli::add_run_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

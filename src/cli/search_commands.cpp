@@ -92,7 +92,8 @@ void write_history_csv(const fs::path& path, const EvolutionResult& result) {
 }
 
 void run_search(const SpaceSearchArgs& args, const BlockLutSet& luts, const QtOptions& qt) {
-  const fs::path out = args.out_dir.empty() ? fs::path("runs") / "space-search" / luts.hyperspace().name : fs::path(args.out_dir);
+  const fs::path out = args.out_dir.empty() ? fs::path("runs") / "space-search" / luts.hyperspace().name
+                                            : fs::path(args.out_dir);
   EvolutionOptions options;
   options.population = args.population;
   options.sample = args.sample;
@@ -128,10 +129,11 @@ void run_search(const SpaceSearchArgs& args, const BlockLutSet& luts, const QtOp
   if (args.json) {
     std::printf("%s\n", summary.dump(2).c_str());
   } else {
-    std::printf("best spaces of %zu evaluated (%d duplicates skipped) in %.1f s%s:\n%s\nwritten: %s/{result.json,"
-                "result.txt,history.csv}\n",
-                result.history.size(), result.skipped_duplicates, wall, result.resumed ? " (resumed)" : "",
-                table.c_str(), out.string().c_str());
+    std::printf(
+        "best spaces of %zu evaluated (%d duplicates skipped) in %.1f s%s:\n%s\nwritten: %s/{result.json,"
+        "result.txt,history.csv}\n",
+        result.history.size(), result.skipped_duplicates, wall, result.resumed ? " (resumed)" : "",
+        table.c_str(), out.string().c_str());
   }
 }
 
@@ -140,21 +142,27 @@ void run_search(const SpaceSearchArgs& args, const BlockLutSet& luts, const QtOp
 void add_search_commands(CLI::App& app) {
   auto args = std::make_shared<SpaceSearchArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "space-search", "Search for the search space (SpaceEvo aging evolution on the Q-T score of block LUTs)");
+      "space-search",
+      "Search for the search space (SpaceEvo aging evolution on the Q-T score of block LUTs)");
   cmd->add_option("--lut", args->lut_dir, "directory of block LUT CSVs (stage{i}_{block}_{window}.csv)")
       ->required();
   cmd->add_option("--hyperspace", args->hyperspace, "hyperspace the LUTs belong to (onnxw, mobilew, fmnistw)")
       ->required();
-  cmd->add_option("--latency", args->limits, "latency limits in ms (one or more)")->required()->expected(1, -1);
+  cmd->add_option("--latency", args->limits, "latency limits in ms (one or more)")
+      ->required()
+      ->expected(1, -1);
   cmd->add_option("--score", args->score_only,
                   "score these spaces (encodings or published names) instead of searching")
       ->expected(1, -1);
   cmd->add_option("--population", args->population, "population size")->check(CLI::Range(2, 1000000));
-  cmd->add_option("--sample", args->sample, "members sampled to choose a parent")->check(CLI::Range(1, 1000000));
-  cmd->add_option("--evaluations", args->evaluations, "spaces to evaluate in total")->check(CLI::Range(1, 10000000));
+  cmd->add_option("--sample", args->sample, "members sampled to choose a parent")
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--evaluations", args->evaluations, "spaces to evaluate in total")
+      ->check(CLI::Range(1, 10000000));
   cmd->add_option("--samples", args->samples, "subnets sampled per space for the Q-T score")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000000}));
-  cmd->add_option("--top", args->top, "lowest-loss samples averaged per limit")->check(CLI::Range(1, 1000000));
+  cmd->add_option("--top", args->top, "lowest-loss samples averaged per limit")
+      ->check(CLI::Range(1, 1000000));
   cmd->add_option("--t", args->t, "latency-loss t (official 0.1)");
   cmd->add_option("--a", args->a, "latency-loss exponent a (official 0.01)");
   cmd->add_option("--form", args->form, "topk (official) or expectation (the paper's E[.|LAT<=T])")
@@ -164,8 +172,9 @@ void add_search_commands(CLI::App& app) {
                   "RES:MS,... per resolution; our own LUTs record it, the official ones need it given");
   cmd->add_option("--seed", args->seed, "random seed (the whole search is deterministic for a seed)");
   cmd->add_option("--threads", args->threads, "threads for the Q-T sampling (0 = all cores)");
-  cmd->add_option("--out", args->out_dir, "output directory (default runs/space-search/<hyperspace>); a checkpoint "
-                                          "there is resumed");
+  cmd->add_option("--out", args->out_dir,
+                  "output directory (default runs/space-search/<hyperspace>); a checkpoint "
+                  "there is resumed");
   cmd->add_flag("--json", args->json, "print JSON");
   cmd->callback([args] {
     const BlockLutSet luts = BlockLutSet::load(args->lut_dir, space::find_hyperspace(args->hyperspace));

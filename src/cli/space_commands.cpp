@@ -71,10 +71,10 @@ void show_space(const std::string& text, bool as_json) {
   Table table({"stage", "block", "act", "SE", "kernels", "expands", "widths", "depths", "stride"});
   for (int s = 0; s < space.num_stages(); ++s) {
     const StageChoices& st = space.stage(s);
-    table.add_row({st.name(), st.block->name, to_string(st.block->activation), st.block->has_se() ? "yes" : "-",
-                   fmt::format("{}", fmt::join(st.block->kernels, "/")), expands_text(*st.block),
-                   fmt::format("{}", fmt::join(st.widths, "/")), fmt::format("{}", fmt::join(st.def->depths, "/")),
-                   std::to_string(st.def->stride)});
+    table.add_row({st.name(), st.block->name, to_string(st.block->activation),
+                   st.block->has_se() ? "yes" : "-", fmt::format("{}", fmt::join(st.block->kernels, "/")),
+                   expands_text(*st.block), fmt::format("{}", fmt::join(st.widths, "/")),
+                   fmt::format("{}", fmt::join(st.def->depths, "/")), std::to_string(st.def->stride)});
   }
   std::printf("%s\nsubnets in this space: %.3g\n", table.render().c_str(), space.num_subnets());
 }
@@ -86,9 +86,14 @@ json spec_json(const ArchSpec& spec) {
   for (size_t i = 0; i < macs.size(); ++i) {
     stages.push_back({{"stage", macs[i].first}, {"macs", macs[i].second}, {"params", params[i].second}});
   }
-  return {{"space", spec.space},   {"subnet", spec.subnet},       {"resolution", spec.resolution},
-          {"macs", spec.macs()},   {"mflops", spec.macs() / 1e6}, {"params", spec.params()},
-          {"mparams", spec.params() / 1e6}, {"stages", stages}};
+  return {{"space", spec.space},
+          {"subnet", spec.subnet},
+          {"resolution", spec.resolution},
+          {"macs", spec.macs()},
+          {"mflops", spec.macs() / 1e6},
+          {"params", spec.params()},
+          {"mparams", spec.params() / 1e6},
+          {"stages", stages}};
 }
 
 void print_flops(const ArchSpec& spec, const std::string& label) {
@@ -121,7 +126,8 @@ void show_flops(const std::string& subnet_text, const std::string& space_text, b
     if (published.name != subnet_text) continue;
     encoding = published.encoding;
     if (space_name.empty()) space_name = published.space_name;
-    label = fmt::format("{} (paper: {}M FLOPs)\n{}", published.name, published.paper_mflops, published.encoding);
+    label =
+        fmt::format("{} (paper: {}M FLOPs)\n{}", published.name, published.paper_mflops, published.encoding);
   }
   if (space_name.empty()) {
     fail("qnas space flops: which space is '{}' in? pass --space ENCODING (e.g. --space onnxw-151122-023231)",
@@ -139,7 +145,8 @@ void list_published(bool as_json) {
   json rows = json::array();
   Table table({"model", "space", "resolution", "MFLOPs", "paper MFLOPs", "deviation", "params (M)"});
   for (const auto& published : published_subnets()) {
-    const ArchSpec spec = build_arch_spec(resolve_space(published.space_name), Subnet::parse(published.encoding));
+    const ArchSpec spec =
+        build_arch_spec(resolve_space(published.space_name), Subnet::parse(published.encoding));
     const double mflops = spec.macs() / 1e6;
     const double deviation = 100.0 * (mflops / published.paper_mflops - 1.0);
     rows.push_back({{"name", published.name},
@@ -151,7 +158,8 @@ void list_published(bool as_json) {
                     {"mparams", spec.params() / 1e6}});
     table.add_row({published.name, published.space_name, std::to_string(spec.resolution),
                    fmt::format("{:.1f}", mflops), fmt::format("{:.0f}", published.paper_mflops),
-                   fmt::format("{:+.1f}%", deviation), format_millions(static_cast<double>(spec.params()), 2)});
+                   fmt::format("{:+.1f}%", deviation),
+                   format_millions(static_cast<double>(spec.params()), 2)});
   }
   if (as_json) {
     std::printf("%s\n", json{{"subnets", rows}}.dump(2).c_str());
@@ -159,7 +167,8 @@ void list_published(bool as_json) {
   }
   std::printf("hyperspaces: %s\n\npublished spaces:\n",
               fmt::format("{}", fmt::join(builtin_hyperspace_names(), ", ")).c_str());
-  for (const auto& space : published_spaces()) std::printf("  %-24s %s\n", space.name.c_str(), space.encoding.c_str());
+  for (const auto& space : published_spaces())
+    std::printf("  %-24s %s\n", space.name.c_str(), space.encoding.c_str());
   std::printf("\npublished subnets:\n%s", table.render().c_str());
 }
 
@@ -169,13 +178,16 @@ void sample_subnets(const std::string& space_text, const std::string& kind, int 
   Rng rng(seed);
   json rows = json::array();
   for (int i = 0; i < count; ++i) {
-    const Subnet subnet = kind == "max" ? max_subnet(space) : kind == "min" ? min_subnet(space)
-                                                                            : sample_random(space, rng);
+    const Subnet subnet = kind == "max"   ? max_subnet(space)
+                          : kind == "min" ? min_subnet(space)
+                                          : sample_random(space, rng);
     const ArchSpec spec = build_arch_spec(space, subnet);
     if (as_json) {
-      rows.push_back({{"subnet", subnet.encode()}, {"mflops", spec.macs() / 1e6}, {"mparams", spec.params() / 1e6}});
+      rows.push_back(
+          {{"subnet", subnet.encode()}, {"mflops", spec.macs() / 1e6}, {"mparams", spec.params() / 1e6}});
     } else {
-      std::printf("%s  %.2f MFLOPs  %.3f Mparams\n", subnet.encode().c_str(), spec.macs() / 1e6, spec.params() / 1e6);
+      std::printf("%s  %.2f MFLOPs  %.3f Mparams\n", subnet.encode().c_str(), spec.macs() / 1e6,
+                  spec.params() / 1e6);
     }
   }
   if (as_json) std::printf("%s\n", json{{"space", space.encode()}, {"subnets", rows}}.dump(2).c_str());
@@ -203,8 +215,11 @@ void add_space_commands(CLI::App& app) {
   show->add_flag("--json", opts->json, "print JSON instead of a table");
   show->callback([opts] { show_space(opts->encoding, opts->json); });
 
-  CLI::App* flops = space->add_subcommand("flops", "FLOPs (multiply-adds) and parameters of a subnet, per stage");
-  flops->add_option("SUBNET", opts->subnet, "subnet encoding d…_k…_w…_e…_r… or a published name (SEQnet@vnni-A0)")
+  CLI::App* flops =
+      space->add_subcommand("flops", "FLOPs (multiply-adds) and parameters of a subnet, per stage");
+  flops
+      ->add_option("SUBNET", opts->subnet,
+                   "subnet encoding d…_k…_w…_e…_r… or a published name (SEQnet@vnni-A0)")
       ->required();
   flops->add_option("--space", opts->space, "the subnet's space: encoding or published name");
   flops->add_flag("--json", opts->json, "print JSON instead of a table");
@@ -216,7 +231,8 @@ void add_space_commands(CLI::App& app) {
 
   CLI::App* sample = space->add_subcommand("sample", "Draw subnets from a space (random, max or min)");
   sample->add_option("--space", opts->space, "space encoding or published name")->required();
-  sample->add_option("--kind", opts->kind, "random, max or min")->check(CLI::IsMember({"random", "max", "min"}));
+  sample->add_option("--kind", opts->kind, "random, max or min")
+      ->check(CLI::IsMember({"random", "max", "min"}));
   sample->add_option("--count", opts->count, "how many subnets")->check(CLI::Range(1, 1000000));
   sample->add_option("--seed", opts->seed, "random seed");
   sample->add_flag("--json", opts->json, "print JSON instead of lines");

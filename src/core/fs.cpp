@@ -28,7 +28,9 @@ Container read_all(const fs::path& path) {
 }
 }  // namespace
 
-std::string read_text_file(const fs::path& path) { return read_all<std::string>(path); }
+std::string read_text_file(const fs::path& path) {
+  return read_all<std::string>(path);
+}
 
 std::vector<std::uint8_t> read_binary_file(const fs::path& path) {
   return read_all<std::vector<std::uint8_t>>(path);

@@ -62,7 +62,8 @@ LutRow BlockLutSet::parse_row(const std::string& line, const std::string& where)
   LutRow row;
   row.choice = cols[0];
   static const std::regex choice_pattern(R"(\d+#\d+#(None|[0-9.]+)(_\d+#\d+#(None|[0-9.]+))*)");
-  if (!std::regex_match(row.choice, choice_pattern)) fail("{}: malformed sub-stage choice '{}'", where, row.choice);
+  if (!std::regex_match(row.choice, choice_pattern))
+    fail("{}: malformed sub-stage choice '{}'", where, row.choice);
   const auto shape = split(cols[1], 'x');
   if (shape.size() != 4) fail("{}: input shape '{}' is not 1xCxHxW", where, cols[1]);
   row.cin = static_cast<int>(parse_float(shape[1], where, "C"));
@@ -94,7 +95,8 @@ BlockLutSet BlockLutSet::load(const fs::path& dir, const space::Hyperspace& hype
     if (!std::regex_match(name, match, name_pattern)) continue;
     const Key key{std::stoi(match[1]), std::stoi(match[2]), std::stoi(match[3])};
     const int stage_index = hyperspace.stage_index("stage" + std::to_string(key.stage));
-    if (!hyperspace.is_choosable(stage_index) || key.block >= static_cast<int>(hyperspace.candidates.size()) ||
+    if (!hyperspace.is_choosable(stage_index) ||
+        key.block >= static_cast<int>(hyperspace.candidates.size()) ||
         key.window >= hyperspace.stages[stage_index].num_windows()) {
       fail("{}: no such (stage, block, window) in hyperspace {}; is this the right --hyperspace?",
            entry.path().string(), hyperspace.name);
@@ -136,13 +138,13 @@ bool BlockLutSet::has(int stage_number, int block, int window) const {
 const LutTable& BlockLutSet::table(int stage_number, int block, int window, int resolution) const {
   const auto file = files_.find(Key{stage_number, block, window});
   if (file == files_.end()) {
-    fail("block LUT {}/stage{}_{}_{}.csv is missing (build it with qnas build-lut)", dir_.string(), stage_number,
-         block, window);
+    fail("block LUT {}/stage{}_{}_{}.csv is missing (build it with qnas build-lut)", dir_.string(),
+         stage_number, block, window);
   }
   const auto table = file->second.find(resolution);
   if (table == file->second.end()) {
-    fail("block LUT {}/stage{}_{}_{}.csv has no rows at resolution {}", dir_.string(), stage_number, block, window,
-         resolution);
+    fail("block LUT {}/stage{}_{}_{}.csv has no rows at resolution {}", dir_.string(), stage_number, block,
+         window, resolution);
   }
   return table->second;
 }

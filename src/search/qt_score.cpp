@@ -13,7 +13,8 @@
 namespace qnas::search {
 namespace {
 
-// xoshiro256** seeded through splitmix64: ~1 ns a draw, which matters at 5000 spaces x 100k samples x 7 draws.
+// xoshiro256** seeded through splitmix64: ~1 ns a draw, which matters at 5000 spaces x 100k samples x 7
+// draws.
 class FastRng {
  public:
   explicit FastRng(std::uint64_t seed) {
@@ -123,7 +124,8 @@ std::vector<StageTables> gather_tables(const BlockLutSet& luts, const space::Sea
 }  // namespace
 
 QtScore qt_score(const BlockLutSet& luts, const space::SearchSpace& space, const QtOptions& options) {
-  if (options.latency_limits_ms.empty()) fail("Q-T score: give at least one latency limit (--latency MS ...)");
+  if (options.latency_limits_ms.empty())
+    fail("Q-T score: give at least one latency limit (--latency MS ...)");
   if (options.samples < 1 || options.top < 1) fail("Q-T score: samples and top must be positive");
   const auto per_resolution = gather_tables(luts, space, options);
   const std::string encoding = space.encode();
@@ -136,9 +138,9 @@ QtScore qt_score(const BlockLutSet& luts, const space::SearchSpace& space, const
       results[c] = run_chunk(per_resolution, options, space_seed(options.seed, encoding) + c, count);
     }
   };
-  const int threads = std::max<int>(1, std::min<std::int64_t>(chunks, options.threads > 0
-                                                                        ? options.threads
-                                                                        : std::thread::hardware_concurrency()));
+  const int threads = std::max<int>(
+      1, std::min<std::int64_t>(chunks,
+                                options.threads > 0 ? options.threads : std::thread::hardware_concurrency()));
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
@@ -189,8 +191,10 @@ std::map<int, double> parse_fixed_latency(const std::string& text, const std::ve
     char* end = nullptr;
     const double v = std::strtod(s.c_str(), &end);
     if (s.empty() || end != s.c_str() + s.size() || v < 0) {
-      fail("--fixed-latency '{}': '{}' is not a non-negative number of ms (use 2.5 or 160:1.9,192:2.4,224:3.0)",
-           text, s);
+      fail(
+          "--fixed-latency '{}': '{}' is not a non-negative number of ms (use 2.5 or "
+          "160:1.9,192:2.4,224:3.0)",
+          text, s);
     }
     return v;
   };

@@ -7,10 +7,9 @@
 //   avg_top_loss = mean NSR loss of the `top` lowest-loss samples within T (1e5 when none)
 //   latency_loss = max(1, (t / p)^a)
 //   score_T = 1 / (latency_loss * avg_top_loss)
-// and the space's score is the sum over T. The "expectation" form (the paper's Q = sum_T E[quality | LAT <= T])
-// replaces the top-k mean by the mean loss of all samples within T.
-// One sample set serves every limit (the official code draws a fresh one per limit: the same estimator
-// with more noise and more time).
+// and the space's score is the sum over T. The "expectation" form (the paper's Q = sum_T E[quality | LAT <=
+// T]) replaces the top-k mean by the mean loss of all samples within T. One sample set serves every limit
+// (the official code draws a fresh one per limit: the same estimator with more noise and more time).
 #include <cstdint>
 #include <map>
 #include <string>
@@ -38,8 +37,8 @@ struct QtOptions {
 
 struct QtLimitScore {
   double limit_ms = 0;
-  double p = 0;             // fraction within the limit (+1e-5)
-  double avg_loss = 0;      // top-k (or all) mean NSR loss within the limit
+  double p = 0;         // fraction within the limit (+1e-5)
+  double avg_loss = 0;  // top-k (or all) mean NSR loss within the limit
   double latency_loss = 0;
   double score = 0;
 };

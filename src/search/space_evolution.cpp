@@ -14,8 +14,8 @@
 namespace qnas::search {
 namespace {
 
-using space::SearchSpace;
 using nlohmann::json;
+using space::SearchSpace;
 namespace fs = std::filesystem;
 
 struct Choices {
@@ -24,7 +24,8 @@ struct Choices {
 
 std::vector<int> window_counts(const space::Hyperspace& hs) {
   std::vector<int> counts;
-  for (int i = 0; i < hs.num_choosable_stages(); ++i) counts.push_back(hs.stages[hs.choosable_stage_index(i)].num_windows());
+  for (int i = 0; i < hs.num_choosable_stages(); ++i)
+    counts.push_back(hs.stages[hs.choosable_stage_index(i)].num_windows());
   return counts;
 }
 
@@ -48,15 +49,20 @@ json run_identity(const BlockLutSet& luts, const QtOptions& qt, const EvolutionO
 class Evolution {
  public:
   Evolution(const BlockLutSet& luts, const QtOptions& qt, const EvolutionOptions& options)
-      : luts_(luts), qt_(qt), options_(options), rng_(options.seed), windows_(window_counts(luts.hyperspace())) {}
+      : luts_(luts),
+        qt_(qt),
+        options_(options),
+        rng_(options.seed),
+        windows_(window_counts(luts.hyperspace())) {}
 
   EvolutionResult run() {
     if (options_.population < 2 || options_.sample < 1 || options_.sample > options_.population) {
-      fail("space search: need population >= 2 and 1 <= sample <= population (got {} and {})", options_.population,
-           options_.sample);
+      fail("space search: need population >= 2 and 1 <= sample <= population (got {} and {})",
+           options_.population, options_.sample);
     }
     if (!options_.checkpoint.empty() && fs::exists(options_.checkpoint)) restore();
-    ProgressLine progress("space search", options_.evaluations, "spaces", options_.show_progress ? stderr : nullptr);
+    ProgressLine progress("space search", options_.evaluations, "spaces",
+                          options_.show_progress ? stderr : nullptr);
     progress_ = &progress;
     seed_population();
     int stalled = 0;
@@ -76,7 +82,8 @@ class Evolution {
       stalled = size() == before ? stalled + 1 : 0;
     }
     save_checkpoint();
-    progress.finish(fmt::format("best {:.4f}", result_.best_so_far.empty() ? 0.0 : result_.best_so_far.back()));
+    progress.finish(
+        fmt::format("best {:.4f}", result_.best_so_far.empty() ? 0.0 : result_.best_so_far.back()));
     return std::move(result_);
   }
 
@@ -115,7 +122,8 @@ class Evolution {
     for (size_t i = 0; i < take; ++i) std::swap(order[i], order[i + rng_.below(order.size() - i)]);
     size_t best = order[0];
     for (size_t i = 1; i < take; ++i) {
-      if (result_.history[population_[order[i]]].score > result_.history[population_[best]].score) best = order[i];
+      if (result_.history[population_[order[i]]].score > result_.history[population_[best]].score)
+        best = order[i];
     }
     const SearchSpace parent = SearchSpace::parse(result_.history[population_[best]].space);
     return Choices{parent.block_choices(), parent.window_choices()};
@@ -133,7 +141,8 @@ class Evolution {
   Choices mutate_window(Choices c) {
     const size_t stage = rng_.below(c.windows.size());
     int value = c.windows[stage];
-    while (windows_[stage] > 1 && value == c.windows[stage]) value = static_cast<int>(rng_.below(windows_[stage]));
+    while (windows_[stage] > 1 && value == c.windows[stage])
+      value = static_cast<int>(rng_.below(windows_[stage]));
     c.windows[stage] = value;
     return c;
   }
@@ -146,7 +155,8 @@ class Evolution {
       return;
     }
     QtScore score = qt_score(luts_, space, qt_);
-    const double best = std::max(result_.best_so_far.empty() ? score.score : result_.best_so_far.back(), score.score);
+    const double best =
+        std::max(result_.best_so_far.empty() ? score.score : result_.best_so_far.back(), score.score);
     result_.history.push_back(std::move(score));
     result_.best_so_far.push_back(best);
     population_.push_back(size() - 1);
@@ -173,15 +183,18 @@ class Evolution {
     const json saved = read_json_file(options_.checkpoint);
     const json identity = run_identity(luts_, qt_, options_);
     if (saved.value("identity", json()) != identity) {
-      fail("checkpoint {} belongs to another search (different LUTs, limits, seed or sizes); use another --out "
-           "directory or delete it to start over",
-           options_.checkpoint.string());
+      fail(
+          "checkpoint {} belongs to another search (different LUTs, limits, seed or sizes); use another "
+          "--out "
+          "directory or delete it to start over",
+          options_.checkpoint.string());
     }
     try {
       for (const auto& s : saved.at("history")) {
         result_.history.push_back(qt_score_from_json(s));
         const double score = result_.history.back().score;
-        result_.best_so_far.push_back(result_.best_so_far.empty() ? score : std::max(result_.best_so_far.back(), score));
+        result_.best_so_far.push_back(
+            result_.best_so_far.empty() ? score : std::max(result_.best_so_far.back(), score));
         seen_.insert(result_.history.back().space);
       }
       for (const auto& index : saved.at("population")) population_.push_back(index.get<int>());
@@ -201,7 +214,7 @@ class Evolution {
   const EvolutionOptions& options_;
   Rng rng_;
   std::vector<int> windows_;
-  std::deque<int> population_;  // indices into history, oldest first
+  std::deque<int> population_;   // indices into history, oldest first
   std::deque<Choices> pending_;  // children drawn but not yet evaluated
   std::unordered_set<std::string> seen_;
   EvolutionResult result_;
@@ -212,7 +225,8 @@ class Evolution {
 
 std::vector<QtScore> EvolutionResult::top(size_t count) const {
   std::vector<QtScore> sorted = history;
-  std::stable_sort(sorted.begin(), sorted.end(), [](const QtScore& a, const QtScore& b) { return a.score > b.score; });
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const QtScore& a, const QtScore& b) { return a.score > b.score; });
   sorted.resize(std::min(count, sorted.size()));
   return sorted;
 }
@@ -244,8 +258,9 @@ QtScore qt_score_from_json(const json& value) {
   score.min_latency_ms = value.at("min_latency_ms").get<double>();
   score.max_latency_ms = value.at("max_latency_ms").get<double>();
   for (const auto& l : value.at("limits")) {
-    score.limits.push_back({l.at("limit_ms").get<double>(), l.at("p").get<double>(), l.at("avg_loss").get<double>(),
-                            l.at("latency_loss").get<double>(), l.at("score").get<double>()});
+    score.limits.push_back({l.at("limit_ms").get<double>(), l.at("p").get<double>(),
+                            l.at("avg_loss").get<double>(), l.at("latency_loss").get<double>(),
+                            l.at("score").get<double>()});
   }
   return score;
 }

@@ -26,8 +26,8 @@ struct EvolutionOptions {
 };
 
 struct EvolutionResult {
-  std::vector<QtScore> history;          // in evaluation order
-  std::vector<double> best_so_far;       // best score after each evaluation
+  std::vector<QtScore> history;     // in evaluation order
+  std::vector<double> best_so_far;  // best score after each evaluation
   int skipped_duplicates = 0;
   bool resumed = false;
   std::vector<QtScore> top(size_t count) const;

@@ -38,8 +38,8 @@ LayerSpec squeeze_excite(int channels, int mid, int hw) {
 
 // The kxk depthwise of an inverted residual: one conv, or for the K3 variants a stack of 3x3 depthwise convs
 // with the same receptive field (official QDWConv2dK3: k5 = 2 stacked, k7 = 3 stacked; BN + act at the end).
-void add_depthwise(std::vector<LayerSpec>& layers, const BlockType& type, int channels, int kernel, int stride,
-                   int in_hw) {
+void add_depthwise(std::vector<LayerSpec>& layers, const BlockType& type, int channels, int kernel,
+                   int stride, int in_hw) {
   const bool stacked = type.kind == BlockKind::kMobileNetV2K3Res || type.kind == BlockKind::kMobileNetV3K3Res;
   if (!stacked) {
     layers.push_back(depthwise(channels, kernel, stride, in_hw, type.activation));
@@ -49,7 +49,8 @@ void add_depthwise(std::vector<LayerSpec>& layers, const BlockType& type, int ch
   int hw = in_hw;
   for (int i = 0; i < count; ++i) {
     const bool last = i == count - 1;
-    layers.push_back(depthwise(channels, 3, i == 0 ? stride : 1, hw, last ? type.activation : Activation::kNone));
+    layers.push_back(
+        depthwise(channels, 3, i == 0 ? stride : 1, hw, last ? type.activation : Activation::kNone));
     layers.back().batch_norm = last;
     hw = layers.back().out_hw;
   }
@@ -151,7 +152,8 @@ void expand_block(BlockSpec& b) {
 }
 
 template <typename Metric>
-std::vector<std::pair<std::string, std::int64_t>> per_stage(const std::vector<BlockSpec>& blocks, Metric metric) {
+std::vector<std::pair<std::string, std::int64_t>> per_stage(const std::vector<BlockSpec>& blocks,
+                                                            Metric metric) {
   std::vector<std::pair<std::string, std::int64_t>> out;
   for (const auto& b : blocks) {
     if (out.empty() || out.back().first != b.stage) out.emplace_back(b.stage, 0);
@@ -168,7 +170,9 @@ int make_divisible(double value, int divisor) {
   return rounded;
 }
 
-int conv_out_size(int in, int kernel, int stride) { return (in + 2 * (kernel / 2) - kernel) / stride + 1; }
+int conv_out_size(int in, int kernel, int stride) {
+  return (in + 2 * (kernel / 2) - kernel) / stride + 1;
+}
 
 std::int64_t LayerSpec::macs() const {
   const std::int64_t out_pixels = static_cast<std::int64_t>(out_hw) * out_hw;
@@ -190,7 +194,8 @@ std::int64_t LayerSpec::params() const {
   switch (op) {
     case OpKind::kConv:
     case OpKind::kDepthwiseConv:
-      return static_cast<std::int64_t>(cin / groups()) * cout * kernel * kernel + (batch_norm ? 2LL * cout : 0);
+      return static_cast<std::int64_t>(cin / groups()) * cout * kernel * kernel +
+             (batch_norm ? 2LL * cout : 0);
     case OpKind::kSqueezeExcite:
       return 2LL * cin * se_mid + se_mid + cin;
     case OpKind::kLinear:

@@ -12,11 +12,11 @@
 namespace qnas::space {
 
 enum class OpKind {
-  kConv,            // dense conv + BN (+ act): groups == 1
-  kDepthwiseConv,   // depthwise conv + BN (+ act): groups == channels
-  kSqueezeExcite,   // global pool -> 1x1 conv (bias) + relu -> 1x1 conv (bias) + hsigmoid -> multiply
-  kGlobalAvgPool,   // mean over H and W
-  kLinear,          // fully connected with bias
+  kConv,           // dense conv + BN (+ act): groups == 1
+  kDepthwiseConv,  // depthwise conv + BN (+ act): groups == channels
+  kSqueezeExcite,  // global pool -> 1x1 conv (bias) + relu -> 1x1 conv (bias) + hsigmoid -> multiply
+  kGlobalAvgPool,  // mean over H and W
+  kLinear,         // fully connected with bias
 };
 
 struct LayerSpec {
@@ -25,10 +25,10 @@ struct LayerSpec {
   int cout = 0;
   int kernel = 1;
   int stride = 1;
-  int in_hw = 0;   // square feature maps throughout
+  int in_hw = 0;  // square feature maps throughout
   int out_hw = 0;
   Activation activation = Activation::kNone;
-  int se_mid = 0;  // squeeze width of an SE layer
+  int se_mid = 0;          // squeeze width of an SE layer
   bool batch_norm = true;  // false inside a K3 stack: one BN follows the whole stack
 
   int groups() const { return op == OpKind::kDepthwiseConv ? cin : 1; }
@@ -43,15 +43,15 @@ struct LayerSpec {
 enum class Shortcut { kNone, kIdentity, kProjection };
 
 struct BlockSpec {
-  std::string stage;       // stage name, e.g. "stage3"
+  std::string stage;  // stage name, e.g. "stage3"
   int stage_index = 0;
-  int block_index = 0;     // index within the stage
+  int block_index = 0;  // index within the stage
   const BlockType* type = nullptr;
   int cin = 0, cout = 0, kernel = 0, stride = 1, in_hw = 0, out_hw = 0;
   double expand = 0;
-  std::vector<LayerSpec> layers;       // the main path, in order
+  std::vector<LayerSpec> layers;  // the main path, in order
   Shortcut shortcut = Shortcut::kNone;
-  std::optional<LayerSpec> projection; // 1x1 conv + BN on the shortcut when shapes change
+  std::optional<LayerSpec> projection;                 // 1x1 conv + BN on the shortcut when shapes change
   Activation post_add_activation = Activation::kNone;  // ResNet blocks activate after the add
 
   std::int64_t macs() const;

@@ -118,7 +118,8 @@ Hyperspace make_mobilew() {
 // - first_conv keeps stride 1: a stride-2 stem would leave 14x14 after one layer and 2x2 before the heads.
 //   Three stride-2 stages (stage1, stage3, stage5) take 28 -> 14 -> 7 -> 4, the same "halve, then refine"
 //   rhythm as onnxw's 112 -> 56 -> 28 -> 14 -> 7 after the stem.
-// - widths step 8 (the INT8 kernels' natural channel block) and about a quarter of onnxw's, since the task has
+// - widths step 8 (the INT8 kernels' natural channel block) and about a quarter of onnxw's, since the task
+// has
 //   10 classes and 784 pixels; windows keep onnxw's sizes (2, 2, 3, 3, 5, 7) so the space search has the same
 //   shape of choice; depths stop at 4 so a max subnet still trains in minutes on a CPU.
 // - resolutions 20/24/28 keep elastic resolution meaningful (the block KD runs at full 28x28).
@@ -168,7 +169,9 @@ std::vector<int> StageDef::window(int choice) const {
   return std::vector<int>(widths.begin() + choice, widths.begin() + choice + window_size);
 }
 
-int Hyperspace::num_subnet_stages() const { return static_cast<int>(stages.size()) - 3; }
+int Hyperspace::num_subnet_stages() const {
+  return static_cast<int>(stages.size()) - 3;
+}
 
 int Hyperspace::num_choosable_stages() const {
   return static_cast<int>(stages.size() - fixed_block_stages.size());

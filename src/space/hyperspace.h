@@ -11,11 +11,11 @@ namespace qnas::space {
 
 // What a stage of the macro architecture allows.
 struct StageDef {
-  std::string name;          // first_conv, stage0..stage6, final_expand, feature_mix, logits
-  std::vector<int> widths;   // all widths of the stage, ascending
-  std::vector<int> depths;   // allowed depths, ascending
-  int stride = 1;            // stride of the first block of the stage
-  int window_size = 0;       // consecutive widths a window holds (= widths.size() when not windowed)
+  std::string name;         // first_conv, stage0..stage6, final_expand, feature_mix, logits
+  std::vector<int> widths;  // all widths of the stage, ascending
+  std::vector<int> depths;  // allowed depths, ascending
+  int stride = 1;           // stride of the first block of the stage
+  int window_size = 0;      // consecutive widths a window holds (= widths.size() when not windowed)
   int num_windows() const { return static_cast<int>(widths.size()) - window_size + 1; }
   std::vector<int> window(int choice) const;
 };

@@ -12,10 +12,10 @@ struct PublishedSpace {
 };
 
 struct PublishedSubnet {
-  std::string name;          // e.g. "SEQnet@vnni-A0"
-  std::string space_name;    // a PublishedSpace name
-  std::string encoding;      // the subnet encoding
-  double paper_mflops = 0;   // Table 1 of the paper
+  std::string name;         // e.g. "SEQnet@vnni-A0"
+  std::string space_name;   // a PublishedSpace name
+  std::string encoding;     // the subnet encoding
+  double paper_mflops = 0;  // Table 1 of the paper
 };
 
 const std::vector<PublishedSpace>& published_spaces();

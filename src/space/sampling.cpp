@@ -5,7 +5,9 @@
 namespace qnas::space {
 namespace {
 
-double pick_expand(const BlockType& type, Rng& rng) { return type.has_expand() ? rng.pick(type.expands) : 0.0; }
+double pick_expand(const BlockType& type, Rng& rng) {
+  return type.has_expand() ? rng.pick(type.expands) : 0.0;
+}
 
 enum class Extreme { kMax, kMin };
 
@@ -48,7 +50,11 @@ Subnet sample_random(const SearchSpace& space, Rng& rng) {
   return subnet;
 }
 
-Subnet max_subnet(const SearchSpace& space) { return extreme_subnet(space, Extreme::kMax); }
-Subnet min_subnet(const SearchSpace& space) { return extreme_subnet(space, Extreme::kMin); }
+Subnet max_subnet(const SearchSpace& space) {
+  return extreme_subnet(space, Extreme::kMax);
+}
+Subnet min_subnet(const SearchSpace& space) {
+  return extreme_subnet(space, Extreme::kMin);
+}
 
 }  // namespace qnas::space

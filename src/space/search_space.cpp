@@ -46,9 +46,10 @@ std::vector<int> parse_digits(const std::string& encoding, const std::string& fi
 SearchSpace SearchSpace::parse(const std::string& encoding) {
   const auto parts = split(encoding, '-');
   if (parts.size() != 3) {
-    fail("space encoding '{}' is malformed: expected <hyperspace>-<block digits>-<window digits>, "
-         "e.g. onnxw-151122-023231",
-         encoding);
+    fail(
+        "space encoding '{}' is malformed: expected <hyperspace>-<block digits>-<window digits>, "
+        "e.g. onnxw-151122-023231",
+        encoding);
   }
   const Hyperspace& hs = find_hyperspace(parts[0]);
   const int count = hs.num_choosable_stages();

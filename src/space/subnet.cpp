@@ -31,7 +31,8 @@ std::vector<std::string> split(const std::string& text, char separator) {
   return parts;
 }
 
-double parse_number(const std::string& encoding, const Field& field, const std::string& text, size_t position) {
+double parse_number(const std::string& encoding, const Field& field, const std::string& text,
+                    size_t position) {
   errno = 0;
   char* end = nullptr;
   const double value = std::strtod(text.c_str(), &end);
@@ -51,7 +52,8 @@ int parse_integer(const std::string& encoding, const Field& field, const std::st
   return static_cast<int>(value);
 }
 
-std::vector<std::string> field_values(const std::string& encoding, const std::string& part, const Field& field) {
+std::vector<std::string> field_values(const std::string& encoding, const std::string& part,
+                                      const Field& field) {
   if (part.size() < 2 || part[0] != field.tag) {
     fail("subnet encoding '{}': expected the {} field to start with '{}', got '{}'", encoding, field.meaning,
          field.tag, part);
@@ -59,7 +61,9 @@ std::vector<std::string> field_values(const std::string& encoding, const std::st
   return split(part.substr(1), '#');
 }
 
-std::string allowed(const std::vector<int>& values) { return fmt::format("{{{}}}", fmt::join(values, ", ")); }
+std::string allowed(const std::vector<int>& values) {
+  return fmt::format("{{{}}}", fmt::join(values, ", "));
+}
 std::string allowed(const std::vector<double>& values) {
   std::vector<std::string> text;
   for (double v : values) text.push_back(format_expand(v));
@@ -97,7 +101,8 @@ Subnet Subnet::parse(const std::string& encoding) {
 
   Subnet subnet;
   std::vector<int> depths;
-  for (size_t i = 0; i < values[0].size(); ++i) depths.push_back(parse_integer(encoding, kFields[0], values[0][i], i));
+  for (size_t i = 0; i < values[0].size(); ++i)
+    depths.push_back(parse_integer(encoding, kFields[0], values[0][i], i));
   int blocks = 0;
   for (int d : depths) blocks += d;
   for (int f = 1; f < 4; ++f) {
@@ -175,8 +180,9 @@ void validate(const Subnet& subnet, const SearchSpace& space) {
       }
       const bool expand_ok = st.block->has_expand() ? contains(st.block->expands, c.expand) : c.expand == 0;
       if (!expand_ok) {
-        fail("{}: {} block {} has expand ratio {}, {} allows {}", where, st.name(), b, format_expand(c.expand),
-             st.block->name, st.block->has_expand() ? allowed(st.block->expands) : std::string("only 0 (none)"));
+        fail("{}: {} block {} has expand ratio {}, {} allows {}", where, st.name(), b,
+             format_expand(c.expand), st.block->name,
+             st.block->has_expand() ? allowed(st.block->expands) : std::string("only 0 (none)"));
       }
     }
   }

@@ -30,7 +30,8 @@ inline std::filesystem::path write_fmnistw_luts(
                                  std::to_string(window) + ".csv"));
         const int width = def.window(window).front();
         for (const auto& row : rows(stage, block, window)) {
-          out << "3#" << width << "#None,1x16x" << input_hw[stage] << "x" << input_hw[stage] << "," << row << "\n";
+          out << "3#" << width << "#None,1x16x" << input_hw[stage] << "x" << input_hw[stage] << "," << row
+              << "\n";
         }
       }
     }

@@ -21,11 +21,14 @@ std::string error_of(Body body) {
   ADD_FAILURE() << "expected a qnas::Error";
   return "";
 }
-const qnas::space::Hyperspace& fmnistw() { return qnas::space::find_hyperspace("fmnistw"); }
+const qnas::space::Hyperspace& fmnistw() {
+  return qnas::space::find_hyperspace("fmnistw");
+}
 }  // namespace
 
 TEST(BlockLut, ParsesTheOfficialRowFormat) {
-  const LutRow row = BlockLutSet::parse_row("3#48#None_5#32#6.0,1x32x80x80,0.3918,19.5072,0.0130,0.9899\r", "f:1");
+  const LutRow row =
+      BlockLutSet::parse_row("3#48#None_5#32#6.0,1x32x80x80,0.3918,19.5072,0.0130,0.9899\r", "f:1");
   EXPECT_EQ(row.choice, "3#48#None_5#32#6.0");
   EXPECT_EQ(row.cin, 32);
   EXPECT_EQ(row.hw, 80);
@@ -35,14 +38,17 @@ TEST(BlockLut, ParsesTheOfficialRowFormat) {
 }
 
 TEST(BlockLut, MalformedRowsNameFileAndLine) {
-  EXPECT_NE(error_of([] { BlockLutSet::parse_row("3#48#None,1x32x80x80,0.39,19.5", "x.csv:7"); })
-                .find("x.csv:7: expected 6 comma-separated columns"),
+  EXPECT_NE(error_of([] {
+              BlockLutSet::parse_row("3#48#None,1x32x80x80,0.39,19.5", "x.csv:7");
+            }).find("x.csv:7: expected 6 comma-separated columns"),
             std::string::npos);
-  EXPECT_NE(error_of([] { BlockLutSet::parse_row("3#48#None,1x32x80x80,abc,19.5,0.01,0.98", "x.csv:2"); })
-                .find("column nsr_loss is 'abc'"),
+  EXPECT_NE(error_of([] {
+              BlockLutSet::parse_row("3#48#None,1x32x80x80,abc,19.5,0.01,0.98", "x.csv:2");
+            }).find("column nsr_loss is 'abc'"),
             std::string::npos);
-  EXPECT_NE(error_of([] { BlockLutSet::parse_row("3-48,1x32x80x80,0.3,19.5,0.01,0.98", "x.csv:2"); })
-                .find("malformed sub-stage choice"),
+  EXPECT_NE(error_of([] {
+              BlockLutSet::parse_row("3-48,1x32x80x80,0.3,19.5,0.01,0.98", "x.csv:2");
+            }).find("malformed sub-stage choice"),
             std::string::npos);
 }
 
@@ -62,23 +68,25 @@ TEST(BlockLut, LoadsADirectoryAndMapsInputSizesToResolutions) {
 }
 
 TEST(BlockLut, BadDirectoriesAndSizesAreClearErrors) {
-  EXPECT_NE(error_of([] { BlockLutSet::load("/nonexistent/lut", fmnistw()); }).find("not found: /nonexistent/lut"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { BlockLutSet::load("/nonexistent/lut", fmnistw()); }).find("not found: /nonexistent/lut"),
+      std::string::npos);
   const fs::path empty = fs::temp_directory_path() / "qnas_test_lut_empty";
   fs::remove_all(empty);
   fs::create_directories(empty);
-  EXPECT_NE(error_of([&] { BlockLutSet::load(empty, fmnistw()); }).find("no block LUT files"), std::string::npos);
+  EXPECT_NE(error_of([&] { BlockLutSet::load(empty, fmnistw()); }).find("no block LUT files"),
+            std::string::npos);
 
-  const fs::path dir = qnas::testing::write_fmnistw_luts("badsize", [](int, int, int) {
-    return std::vector<std::string>{"0.5,1,0.1,2"};
-  });
+  const fs::path dir = qnas::testing::write_fmnistw_luts(
+      "badsize", [](int, int, int) { return std::vector<std::string>{"0.5,1,0.1,2"}; });
   std::ofstream(dir / "stage2_0_0.csv") << "3#32#None,1x16x13x13,0.5,1,0.1,2\n";
   const std::string message = error_of([&] { BlockLutSet::load(dir, fmnistw()); });
   EXPECT_NE(message.find("stage2_0_0.csv:1: input size 13 matches none"), std::string::npos) << message;
 
   std::ofstream(dir / "stage2_0_0.csv") << "3#32#None,1x16x14x14,0.5,1,0.1,2\n";
   std::ofstream(dir / "stage2_9_0.csv") << "3#32#None,1x16x14x14,0.5,1,0.1,2\n";
-  EXPECT_NE(error_of([&] { BlockLutSet::load(dir, fmnistw()); }).find("right --hyperspace"), std::string::npos);
+  EXPECT_NE(error_of([&] { BlockLutSet::load(dir, fmnistw()); }).find("right --hyperspace"),
+            std::string::npos);
 }
 
 TEST(BlockLut, OfficialOnnxwLutsLoad) {

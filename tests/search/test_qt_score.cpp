@@ -11,13 +11,16 @@ using namespace qnas::search;
 using qnas::space::SearchSpace;
 
 namespace {
-const qnas::space::Hyperspace& fmnistw() { return qnas::space::find_hyperspace("fmnistw"); }
+const qnas::space::Hyperspace& fmnistw() {
+  return qnas::space::find_hyperspace("fmnistw");
+}
 
 // Every file holds one row: loss 0.1 * (block + 1) and latency 1 + window ms, so every sample of a space has
 // the same loss and latency and the score is known in closed form.
 BlockLutSet constant_luts() {
   static const auto dir = qnas::testing::write_fmnistw_luts("constant", [](int, int block, int window) {
-    return std::vector<std::string>{std::to_string(0.1 * (block + 1)) + ",1,0.1," + std::to_string(1 + window)};
+    return std::vector<std::string>{std::to_string(0.1 * (block + 1)) + ",1,0.1," +
+                                    std::to_string(1 + window)};
   });
   return BlockLutSet::load(dir, fmnistw());
 }

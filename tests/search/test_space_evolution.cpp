@@ -15,14 +15,15 @@ namespace {
 // Loss falls with the block index and rises with the window, latency rises with the window: a landscape whose
 // best space under a loose limit is block 5 everywhere at window 0.
 BlockLutSet landscape() {
-  static const auto dir = qnas::testing::write_fmnistw_luts("landscape", [](int stage, int block, int window) {
-    std::vector<std::string> rows;
-    for (int r = 0; r < 8; ++r) {
-      const double loss = 1.0 - 0.1 * block + 0.05 * window + 0.01 * ((r + stage) % 3);
-      rows.push_back(std::to_string(loss) + ",1,0.1," + std::to_string(1.0 + 0.5 * window + 0.1 * r));
-    }
-    return rows;
-  });
+  static const auto dir =
+      qnas::testing::write_fmnistw_luts("landscape", [](int stage, int block, int window) {
+        std::vector<std::string> rows;
+        for (int r = 0; r < 8; ++r) {
+          const double loss = 1.0 - 0.1 * block + 0.05 * window + 0.01 * ((r + stage) % 3);
+          rows.push_back(std::to_string(loss) + ",1,0.1," + std::to_string(1.0 + 0.5 * window + 0.1 * r));
+        }
+        return rows;
+      });
   return BlockLutSet::load(dir, qnas::space::find_hyperspace("fmnistw"));
 }
 
@@ -50,7 +51,8 @@ TEST(SpaceEvolution, FindsTheBestSpaceAndNeverRepeatsOne) {
   for (const auto& s : result.history) distinct.insert(s.space);
   EXPECT_EQ(distinct.size(), 400u);
   EXPECT_EQ(result.top(1)[0].space, "fmnistw-555555-000000");
-  for (size_t i = 1; i < result.best_so_far.size(); ++i) EXPECT_GE(result.best_so_far[i], result.best_so_far[i - 1]);
+  for (size_t i = 1; i < result.best_so_far.size(); ++i)
+    EXPECT_GE(result.best_so_far[i], result.best_so_far[i - 1]);
   // The uniform spaces come first, as in the official initial population.
   EXPECT_EQ(result.history[0].space, "fmnistw-000000-000000");
 }

@@ -14,13 +14,15 @@ ArchSpec published_spec(const std::string& name) {
   return build_arch_spec(SearchSpace::parse(find_published_space(subnet.space_name).encoding),
                          Subnet::parse(subnet.encoding));
 }
-double mflops(const ArchSpec& spec) { return static_cast<double>(spec.macs()) / 1e6; }
+double mflops(const ArchSpec& spec) {
+  return static_cast<double>(spec.macs()) / 1e6;
+}
 }  // namespace
 
 TEST(MakeDivisible, FollowsTheOfficialRounding) {
   EXPECT_EQ(make_divisible(16 * 0.5), 8);
-  EXPECT_EQ(make_divisible(12), 16);   // rounds half up
-  EXPECT_EQ(make_divisible(3), 8);     // never below the divisor
+  EXPECT_EQ(make_divisible(12), 16);  // rounds half up
+  EXPECT_EQ(make_divisible(3), 8);    // never below the divisor
   EXPECT_EQ(make_divisible(100), 104);
   EXPECT_EQ(make_divisible(36 * 1.5), 56);  // 54 -> 56
 }
@@ -42,7 +44,8 @@ TEST(ArchSpecFlops, PublishedSubnetsMatchThePaper) {
       EXPECT_NEAR(measured, 112.9, 0.1);
       continue;
     }
-    EXPECT_LT(std::abs(deviation), 0.03) << subnet.name << ": " << measured << "M vs paper " << subnet.paper_mflops;
+    EXPECT_LT(std::abs(deviation), 0.03)
+        << subnet.name << ": " << measured << "M vs paper " << subnet.paper_mflops;
   }
 }
 
@@ -66,12 +69,13 @@ TEST(ArchSpec, VnniA0HasTheExpectedShapeChain) {
   EXPECT_EQ(spec.resolution, 160);
   // 13 searchable blocks + final_expand + feature_mix + logits.
   ASSERT_EQ(spec.blocks.size(), 16u);
-  EXPECT_EQ(spec.blocks.front().out_hw, 80);   // first_conv stride 2
+  EXPECT_EQ(spec.blocks.front().out_hw, 80);  // first_conv stride 2
   EXPECT_EQ(spec.blocks.back().cout, 1000);
   EXPECT_EQ(spec.blocks[spec.blocks.size() - 4].out_hw, 5);  // 160 / 32
   for (size_t i = 1; i < spec.blocks.size(); ++i) {
     EXPECT_EQ(spec.blocks[i].cin, spec.blocks[i - 1].cout) << i;
-    if (spec.blocks[i].type->kind != BlockKind::kLogits && spec.blocks[i].type->kind != BlockKind::kFeatureMix) {
+    if (spec.blocks[i].type->kind != BlockKind::kLogits &&
+        spec.blocks[i].type->kind != BlockKind::kFeatureMix) {
       EXPECT_EQ(spec.blocks[i].in_hw, spec.blocks[i - 1].out_hw) << i;
     }
   }
@@ -99,11 +103,11 @@ TEST(ArchSpec, HandCountedMobileNetV3ResBlock) {
   ASSERT_EQ(blocks.size(), 1u);
   const BlockSpec& b = blocks[0];
   const std::int64_t hidden = 128, mid = 32, out = 28 * 28;
-  const std::int64_t expected = 32 * hidden * 56 * 56     // expand 1x1 at input resolution
-                                + hidden * 25 * out       // depthwise 5x5 stride 2
-                                + 2 * hidden * mid        // SE reduce + expand
-                                + hidden * 48 * out       // project
-                                + 32 * 48 * out;          // projection shortcut
+  const std::int64_t expected = 32 * hidden * 56 * 56  // expand 1x1 at input resolution
+                                + hidden * 25 * out    // depthwise 5x5 stride 2
+                                + 2 * hidden * mid     // SE reduce + expand
+                                + hidden * 48 * out    // project
+                                + 32 * 48 * out;       // projection shortcut
   EXPECT_EQ(b.macs(), expected);
   ASSERT_EQ(b.layers.size(), 4u);
   EXPECT_EQ(b.layers[2].op, OpKind::kSqueezeExcite);

@@ -39,7 +39,8 @@ void expect_round_trip(const std::string& space_text, const std::string& subnet_
 TEST(Encoding, BuiltInPublishedModelsRoundTrip) {
   ASSERT_EQ(published_spaces().size(), 5u);
   ASSERT_EQ(published_subnets().size(), 10u);
-  for (const auto& space : published_spaces()) EXPECT_EQ(SearchSpace::parse(space.encoding).encode(), space.encoding);
+  for (const auto& space : published_spaces())
+    EXPECT_EQ(SearchSpace::parse(space.encoding).encode(), space.encoding);
   for (const auto& subnet : published_subnets()) {
     expect_round_trip(find_published_space(subnet.space_name).encoding, subnet.encoding);
   }
@@ -47,7 +48,8 @@ TEST(Encoding, BuiltInPublishedModelsRoundTrip) {
 
 TEST(Encoding, OfficialSearchResultYamlRoundTrips) {
   const fs::path path = fs::path(QNAS_SHARED_DATA_DIR) / "spaceevo-lut" / "search_result.yaml";
-  if (!fs::exists(path)) GTEST_SKIP() << "shared data absent: " << path << " (tests of the official files skip)";
+  if (!fs::exists(path))
+    GTEST_SKIP() << "shared data absent: " << path << " (tests of the official files skip)";
   const YAML::Node root = YAML::LoadFile(path.string());
   std::map<std::string, std::string> spaces;
   for (const auto& entry : root["specific_supernet_encoding_dict"]) {
@@ -78,7 +80,8 @@ TEST(Encoding, ExpandRatiosPrintLikePython) {
 TEST(Encoding, MalformedSpaceNamesTheField) {
   EXPECT_NE(error_of([] { SearchSpace::parse("onnxw-151122"); }).find("<hyperspace>-<block digits>"),
             std::string::npos);
-  EXPECT_NE(error_of([] { SearchSpace::parse("onnxw-15112-023231"); }).find("block field"), std::string::npos);
+  EXPECT_NE(error_of([] { SearchSpace::parse("onnxw-15112-023231"); }).find("block field"),
+            std::string::npos);
   const std::string digit = error_of([] { SearchSpace::parse("onnxw-151122-02x231"); });
   EXPECT_NE(digit.find("window field has 'x' for stage3"), std::string::npos) << digit;
   const std::string block = error_of([] { SearchSpace::parse("onnxw-151192-023231"); });
@@ -94,7 +97,8 @@ TEST(Encoding, MalformedSubnetNamesTheField) {
   EXPECT_NE(error_of([] { Subnet::parse("d1#1_k3#3_w16#16_e0#0.5"); }).find("expected 5 fields"),
             std::string::npos);
   const std::string count = error_of([] { Subnet::parse("d1#2_k3#3_w16#16_e0#0.5_r160"); });
-  EXPECT_NE(count.find("add up to 3 blocks but the kernels ('k' field) list has 2"), std::string::npos) << count;
+  EXPECT_NE(count.find("add up to 3 blocks but the kernels ('k' field) list has 2"), std::string::npos)
+      << count;
   const std::string number = error_of([] { Subnet::parse("d1#1_k3#x_w16#16_e0#0.5_r160"); });
   EXPECT_NE(number.find("kernels ('k' field) entry 2 is 'x'"), std::string::npos) << number;
   EXPECT_NE(error_of([] { Subnet::parse("d1#1_k3#3_w16#16_e0#0.5_160"); }).find("resolution field"),
@@ -110,7 +114,8 @@ TEST(Encoding, OutOfSpaceSubnetNamesStageAndField) {
   Subnet wide = a0;
   wide.stages[4][1].width = 80;  // stage3's window 3 is {112, 128, 144}
   const std::string width = error_of([&] { validate(wide, vnni); });
-  EXPECT_NE(width.find("stage3 block 1 has width 80, window 3 allows {112, 128, 144}"), std::string::npos) << width;
+  EXPECT_NE(width.find("stage3 block 1 has width 80, window 3 allows {112, 128, 144}"), std::string::npos)
+      << width;
 
   Subnet kernel = a0;
   kernel.stages[2][0].kernel = 7;  // stage1 is MobileNetV2ResBlock with k3/5
@@ -124,7 +129,8 @@ TEST(Encoding, OutOfSpaceSubnetNamesStageAndField) {
 
   Subnet deep = a0;
   deep.stages[7].resize(3, deep.stages[7][0]);
-  EXPECT_NE(error_of([&] { validate(deep, vnni); }).find("stage6 has depth 3, allowed {1, 2}"), std::string::npos);
+  EXPECT_NE(error_of([&] { validate(deep, vnni); }).find("stage6 has depth 3, allowed {1, 2}"),
+            std::string::npos);
 
   Subnet res = a0;
   res.resolution = 150;

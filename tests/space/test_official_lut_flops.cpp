@@ -118,5 +118,9 @@ void check_hyperspace(const std::string& name) {
 
 }  // namespace
 
-TEST(OfficialLut, OnnxwFlopsAndParamsMatchEveryRow) { check_hyperspace("onnxw"); }
-TEST(OfficialLut, MobilewFlopsAndParamsMatchEveryRow) { check_hyperspace("mobilew"); }
+TEST(OfficialLut, OnnxwFlopsAndParamsMatchEveryRow) {
+  check_hyperspace("onnxw");
+}
+TEST(OfficialLut, MobilewFlopsAndParamsMatchEveryRow) {
+  check_hyperspace("mobilew");
+}

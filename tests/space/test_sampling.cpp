@@ -11,8 +11,8 @@
 using namespace qnas::space;
 
 TEST(Sampling, RandomSubnetsAreValidAndDeterministic) {
-  for (const std::string encoding : {"onnxw-151122-023231", "mobilew-122222-155400", "fmnistw-000000-000000",
-                                     "fmnistw-543210-101212"}) {
+  for (const std::string encoding :
+       {"onnxw-151122-023231", "mobilew-122222-155400", "fmnistw-000000-000000", "fmnistw-543210-101212"}) {
     const SearchSpace space = SearchSpace::parse(encoding);
     qnas::Rng a(7), b(7), c(8);
     std::set<std::string> seen;
@@ -55,8 +55,9 @@ TEST(Sampling, NumberOfSubnetsCountsEveryChoice) {
     for (int d : depths) total += std::pow(per_block, d);
     return total;
   };
-  const double expected = 3 * stem * stage0 * stage(4, {1, 2, 3}) * stage(4, {1, 2, 3}) * stage(6, {2, 3, 4}) *
-                          stage(6, {2, 3, 4}) * stage(10, {2, 3, 4}) * stage(14, {1, 2});
+  const double expected = 3 * stem * stage0 * stage(4, {1, 2, 3}) * stage(4, {1, 2, 3}) *
+                          stage(6, {2, 3, 4}) * stage(6, {2, 3, 4}) * stage(10, {2, 3, 4}) *
+                          stage(14, {1, 2});
   EXPECT_DOUBLE_EQ(space.num_subnets(), expected);
 }
 
