@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include <unistd.h>
+
 #include "space/hyperspace.h"
 
 namespace qnas::testing {
@@ -16,7 +18,9 @@ inline std::filesystem::path write_fmnistw_luts(
     const std::string& name,
     const std::function<std::vector<std::string>(int stage, int block, int window)>& rows) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("qnas_test_lut_" + name);
+  // Per process: CTest runs the tests of one binary as parallel processes.
+  const fs::path dir =
+      fs::temp_directory_path() / ("qnas_test_lut_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   const auto& hs = space::find_hyperspace("fmnistw");
