@@ -9,24 +9,13 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/strings.h"
 #include "space/arch_spec.h"
 
 namespace qnas::search {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::vector<std::string> split(const std::string& text, char separator) {
-  std::vector<std::string> parts(1);
-  for (char c : text) {
-    if (c == separator) {
-      parts.emplace_back();
-    } else {
-      parts.back() += c;
-    }
-  }
-  return parts;
-}
 
 float parse_float(const std::string& text, const std::string& where, const char* column) {
   errno = 0;

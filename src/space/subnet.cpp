@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "core/strings.h"
 
 namespace qnas::space {
 namespace {
@@ -18,18 +19,6 @@ struct Field {
   const char* meaning;
 };
 constexpr Field kFields[] = {{'d', "depths"}, {'k', "kernels"}, {'w', "widths"}, {'e', "expand ratios"}};
-
-std::vector<std::string> split(const std::string& text, char separator) {
-  std::vector<std::string> parts(1);
-  for (char c : text) {
-    if (c == separator) {
-      parts.emplace_back();
-    } else {
-      parts.back() += c;
-    }
-  }
-  return parts;
-}
 
 double parse_number(const std::string& encoding, const Field& field, const std::string& text,
                     size_t position) {

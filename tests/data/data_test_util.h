@@ -7,7 +7,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
 #include <zlib.h>
+#include "test_util.h"
 
 #include "core/error.h"
 
@@ -60,20 +62,6 @@ inline std::vector<std::uint8_t> idx_bytes(std::uint32_t magic, const std::vecto
   return bytes;
 }
 
-// Runs `action`, which must throw qnas::Error, and returns the message ("" and a test failure otherwise).
-template <typename Action>
-std::string error_message(Action&& action) {
-  try {
-    action();
-  } catch (const qnas::Error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected a qnas::Error";
-  return "";
-}
-
-#define EXPECT_CONTAINS(text, part)                          \
-  EXPECT_NE(std::string(text).find(part), std::string::npos) \
-      << "message: " << (text) << "\nmissing: " << (part)
+using qnas::testing::error_message;
 
 }  // namespace qnas::data::testing

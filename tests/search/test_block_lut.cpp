@@ -6,21 +6,14 @@
 
 #include "core/error.h"
 #include "lut_fixture.h"
+#include "test_util.h"
 
 using namespace qnas::search;
 namespace fs = std::filesystem;
 
+using qnas::testing::error_message;
+
 namespace {
-template <typename Body>
-std::string error_of(Body body) {
-  try {
-    body();
-  } catch (const qnas::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a qnas::Error";
-  return "";
-}
 const qnas::space::Hyperspace& fmnistw() {
   return qnas::space::find_hyperspace("fmnistw");
 }
@@ -38,15 +31,15 @@ TEST(BlockLut, ParsesTheOfficialRowFormat) {
 }
 
 TEST(BlockLut, MalformedRowsNameFileAndLine) {
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(error_message([] {
               BlockLutSet::parse_row("3#48#None,1x32x80x80,0.39,19.5", "x.csv:7");
             }).find("x.csv:7: expected 6 comma-separated columns"),
             std::string::npos);
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(error_message([] {
               BlockLutSet::parse_row("3#48#None,1x32x80x80,abc,19.5,0.01,0.98", "x.csv:2");
             }).find("column nsr_loss is 'abc'"),
             std::string::npos);
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(error_message([] {
               BlockLutSet::parse_row("3-48,1x32x80x80,0.3,19.5,0.01,0.98", "x.csv:2");
             }).find("malformed sub-stage choice"),
             std::string::npos);
@@ -64,28 +57,30 @@ TEST(BlockLut, LoadsADirectoryAndMapsInputSizesToResolutions) {
   ASSERT_EQ(table.size(), 1u);
   EXPECT_FLOAT_EQ(table.loss[0], 3.4f);
   EXPECT_FLOAT_EQ(table.latency_ms[0], 3.0f);
-  EXPECT_NE(error_of([&] { luts.table(3, 4, 2, 24); }).find("no rows at resolution 24"), std::string::npos);
+  EXPECT_NE(error_message([&] { luts.table(3, 4, 2, 24); }).find("no rows at resolution 24"),
+            std::string::npos);
 }
 
 TEST(BlockLut, BadDirectoriesAndSizesAreClearErrors) {
-  EXPECT_NE(
-      error_of([] { BlockLutSet::load("/nonexistent/lut", fmnistw()); }).find("not found: /nonexistent/lut"),
-      std::string::npos);
+  EXPECT_NE(error_message([] {
+              BlockLutSet::load("/nonexistent/lut", fmnistw());
+            }).find("not found: /nonexistent/lut"),
+            std::string::npos);
   const fs::path empty = fs::temp_directory_path() / "qnas_test_lut_empty";
   fs::remove_all(empty);
   fs::create_directories(empty);
-  EXPECT_NE(error_of([&] { BlockLutSet::load(empty, fmnistw()); }).find("no block LUT files"),
+  EXPECT_NE(error_message([&] { BlockLutSet::load(empty, fmnistw()); }).find("no block LUT files"),
             std::string::npos);
 
   const fs::path dir = qnas::testing::write_fmnistw_luts(
       "badsize", [](int, int, int) { return std::vector<std::string>{"0.5,1,0.1,2"}; });
   std::ofstream(dir / "stage2_0_0.csv") << "3#32#None,1x16x13x13,0.5,1,0.1,2\n";
-  const std::string message = error_of([&] { BlockLutSet::load(dir, fmnistw()); });
+  const std::string message = error_message([&] { BlockLutSet::load(dir, fmnistw()); });
   EXPECT_NE(message.find("stage2_0_0.csv:1: input size 13 matches none"), std::string::npos) << message;
 
   std::ofstream(dir / "stage2_0_0.csv") << "3#32#None,1x16x14x14,0.5,1,0.1,2\n";
   std::ofstream(dir / "stage2_9_0.csv") << "3#32#None,1x16x14x14,0.5,1,0.1,2\n";
-  EXPECT_NE(error_of([&] { BlockLutSet::load(dir, fmnistw()); }).find("right --hyperspace"),
+  EXPECT_NE(error_message([&] { BlockLutSet::load(dir, fmnistw()); }).find("right --hyperspace"),
             std::string::npos);
 }
 

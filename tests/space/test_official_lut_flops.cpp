@@ -9,24 +9,14 @@
 
 #include <gtest/gtest.h>
 
+#include "core/strings.h"
 #include "space/arch_spec.h"
 
 using namespace qnas::space;
+using qnas::split;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::vector<std::string> split(const std::string& text, char separator) {
-  std::vector<std::string> parts(1);
-  for (char c : text) {
-    if (c == separator) {
-      parts.emplace_back();
-    } else {
-      parts.back() += c;
-    }
-  }
-  return parts;
-}
 
 struct LutCheck {
   int rows = 0;
