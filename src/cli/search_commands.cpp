@@ -33,13 +33,6 @@ struct SpaceSearchArgs {
   bool json = false;
 };
 
-space::SearchSpace resolve(const std::string& text) {
-  for (const auto& published : space::published_spaces()) {
-    if (published.name == text) return space::SearchSpace::parse(published.encoding);
-  }
-  return space::SearchSpace::parse(text);
-}
-
 QtOptions qt_options(const SpaceSearchArgs& args, const BlockLutSet& luts) {
   QtOptions qt;
   qt.latency_limits_ms = args.limits;
@@ -72,7 +65,8 @@ Table score_table(const std::vector<QtScore>& scores) {
 
 void score_spaces(const SpaceSearchArgs& args, const BlockLutSet& luts, const QtOptions& qt) {
   std::vector<QtScore> scores;
-  for (const auto& text : args.score_only) scores.push_back(qt_score(luts, resolve(text), qt));
+  for (const auto& text : args.score_only)
+    scores.push_back(qt_score(luts, space::parse_space_or_published(text), qt));
   if (args.json) {
     json out = json::array();
     for (const auto& s : scores) out.push_back(to_json(s));

@@ -20,14 +20,6 @@ namespace {
 using namespace qnas::space;
 using nlohmann::json;
 
-// Accepts a published name ("spaceevo@vnni") or an encoding ("onnxw-151122-023231").
-SearchSpace resolve_space(const std::string& text) {
-  for (const auto& published : published_spaces()) {
-    if (published.name == text) return SearchSpace::parse(published.encoding);
-  }
-  return SearchSpace::parse(text);
-}
-
 std::string expands_text(const BlockType& type) {
   if (!type.has_expand()) return "-";
   std::vector<std::string> values;
@@ -59,7 +51,7 @@ json space_json(const SearchSpace& space) {
 }
 
 void show_space(const std::string& text, bool as_json) {
-  const SearchSpace space = resolve_space(text);
+  const SearchSpace space = parse_space_or_published(text);
   if (as_json) {
     std::printf("%s\n", space_json(space).dump(2).c_str());
     return;
@@ -133,7 +125,7 @@ void show_flops(const std::string& subnet_text, const std::string& space_text, b
     fail("qnas space flops: which space is '{}' in? pass --space ENCODING (e.g. --space onnxw-151122-023231)",
          subnet_text);
   }
-  const ArchSpec spec = build_arch_spec(resolve_space(space_name), Subnet::parse(encoding));
+  const ArchSpec spec = build_arch_spec(parse_space_or_published(space_name), Subnet::parse(encoding));
   if (as_json) {
     std::printf("%s\n", spec_json(spec).dump(2).c_str());
   } else {
@@ -146,7 +138,7 @@ void list_published(bool as_json) {
   Table table({"model", "space", "resolution", "MFLOPs", "paper MFLOPs", "deviation", "params (M)"});
   for (const auto& published : published_subnets()) {
     const ArchSpec spec =
-        build_arch_spec(resolve_space(published.space_name), Subnet::parse(published.encoding));
+        build_arch_spec(parse_space_or_published(published.space_name), Subnet::parse(published.encoding));
     const double mflops = spec.macs() / 1e6;
     const double deviation = 100.0 * (mflops / published.paper_mflops - 1.0);
     rows.push_back({{"name", published.name},
@@ -174,7 +166,7 @@ void list_published(bool as_json) {
 
 void sample_subnets(const std::string& space_text, const std::string& kind, int count, std::uint64_t seed,
                     bool as_json) {
-  const SearchSpace space = resolve_space(space_text);
+  const SearchSpace space = parse_space_or_published(space_text);
   Rng rng(seed);
   json rows = json::array();
   for (int i = 0; i < count; ++i) {

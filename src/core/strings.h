@@ -1,4 +1,8 @@
 #pragma once
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +20,15 @@ inline std::vector<std::string> split(const std::string& text, char separator) {
     }
   }
   return parts;
+}
+
+// The whole text as a finite number, or nothing: no leading/trailing junk, no overflow, no "nan"/"inf".
+inline std::optional<double> parse_number(const std::string& text) {
+  errno = 0;
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !std::isfinite(value)) return {};
+  return value;
 }
 
 }  // namespace qnas

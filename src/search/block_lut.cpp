@@ -1,8 +1,6 @@
 #include "search/block_lut.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -18,13 +16,9 @@ namespace fs = std::filesystem;
 namespace {
 
 float parse_float(const std::string& text, const std::string& where, const char* column) {
-  errno = 0;
-  char* end = nullptr;
-  const float value = std::strtof(text.c_str(), &end);
-  if (text.empty() || end != text.c_str() + text.size() || errno != 0) {
-    fail("{}: column {} is '{}', not a number", where, column, text);
-  }
-  return value;
+  const auto value = parse_number(text);
+  if (!value) fail("{}: column {} is '{}', not a number", where, column, text);
+  return static_cast<float>(*value);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/strings.h"
 
 namespace qnas::search {
 namespace {
@@ -187,16 +188,15 @@ QtScore qt_score(const BlockLutSet& luts, const space::SearchSpace& space, const
 
 std::map<int, double> parse_fixed_latency(const std::string& text, const std::vector<int>& resolutions) {
   std::map<int, double> out;
-  auto number = [&](const std::string& s) {
-    char* end = nullptr;
-    const double v = std::strtod(s.c_str(), &end);
-    if (s.empty() || end != s.c_str() + s.size() || v < 0) {
+  auto number = [&](const std::string& s) -> double {
+    const auto v = parse_number(s);
+    if (!v || *v < 0) {
       fail(
           "--fixed-latency '{}': '{}' is not a non-negative number of ms (use 2.5 or "
           "160:1.9,192:2.4,224:3.0)",
           text, s);
     }
-    return v;
+    return *v;
   };
   if (text.find(':') == std::string::npos) {
     const double v = number(text);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "space/search_space.h"
 
 namespace qnas::space {
 
@@ -81,6 +82,13 @@ const PublishedSubnet& find_published_subnet(const std::string& name) {
     known.push_back(subnet.name);
   }
   fail("unknown published subnet '{}': choose one of {}", name, fmt::join(known, ", "));
+}
+
+SearchSpace parse_space_or_published(const std::string& text) {
+  for (const auto& space : published_spaces()) {
+    if (space.name == text) return SearchSpace::parse(space.encoding);
+  }
+  return SearchSpace::parse(text);
 }
 
 }  // namespace qnas::space

@@ -24,4 +24,8 @@ const std::vector<PublishedSubnet>& published_subnets();
 const PublishedSpace& find_published_space(const std::string& name);
 const PublishedSubnet& find_published_subnet(const std::string& name);
 
+class SearchSpace;
+// A published space name ("spaceevo@vnni") or a space encoding ("onnxw-151122-023231").
+SearchSpace parse_space_or_published(const std::string& text);
+
 }  // namespace qnas::space

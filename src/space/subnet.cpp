@@ -1,7 +1,6 @@
 #include "space/subnet.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 
@@ -20,20 +19,18 @@ struct Field {
 };
 constexpr Field kFields[] = {{'d', "depths"}, {'k', "kernels"}, {'w', "widths"}, {'e', "expand ratios"}};
 
-double parse_number(const std::string& encoding, const Field& field, const std::string& text,
-                    size_t position) {
-  errno = 0;
-  char* end = nullptr;
-  const double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !std::isfinite(value)) {
+double parse_field_number(const std::string& encoding, const Field& field, const std::string& text,
+                          size_t position) {
+  const auto value = qnas::parse_number(text);
+  if (!value) {
     fail("subnet encoding '{}': {} ('{}' field) entry {} is '{}', not a number", encoding, field.meaning,
          field.tag, position + 1, text);
   }
-  return value;
+  return *value;
 }
 
 int parse_integer(const std::string& encoding, const Field& field, const std::string& text, size_t position) {
-  const double value = parse_number(encoding, field, text, position);
+  const double value = parse_field_number(encoding, field, text, position);
   if (value != std::floor(value) || value < 0 || value > 1e6) {
     fail("subnet encoding '{}': {} ('{}' field) entry {} is '{}', expected a non-negative integer", encoding,
          field.meaning, field.tag, position + 1, text);
@@ -107,7 +104,7 @@ Subnet Subnet::parse(const std::string& encoding) {
       BlockChoice choice;
       choice.kernel = parse_integer(encoding, kFields[1], values[1][block], block);
       choice.width = parse_integer(encoding, kFields[2], values[2][block], block);
-      choice.expand = parse_number(encoding, kFields[3], values[3][block], block);
+      choice.expand = parse_field_number(encoding, kFields[3], values[3][block], block);
       stage.push_back(choice);
     }
     subnet.stages.push_back(std::move(stage));
