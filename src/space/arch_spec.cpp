@@ -7,42 +7,13 @@
 namespace qnas::space {
 namespace {
 
-LayerSpec conv(int cin, int cout, int kernel, int stride, int in_hw, Activation act) {
-  LayerSpec layer;
-  layer.op = OpKind::kConv;
-  layer.cin = cin;
-  layer.cout = cout;
-  layer.kernel = kernel;
-  layer.stride = stride;
-  layer.in_hw = in_hw;
-  layer.out_hw = conv_out_size(in_hw, kernel, stride);
-  layer.activation = act;
-  return layer;
-}
-
-LayerSpec depthwise(int channels, int kernel, int stride, int in_hw, Activation act) {
-  LayerSpec layer = conv(channels, channels, kernel, stride, in_hw, act);
-  layer.op = OpKind::kDepthwiseConv;
-  return layer;
-}
-
-LayerSpec squeeze_excite(int channels, int mid, int hw) {
-  LayerSpec layer;
-  layer.op = OpKind::kSqueezeExcite;
-  layer.cin = layer.cout = channels;
-  layer.in_hw = layer.out_hw = hw;
-  layer.se_mid = mid;
-  layer.activation = Activation::kHsigmoid;
-  return layer;
-}
-
 // The kxk depthwise of an inverted residual: one conv, or for the K3 variants a stack of 3x3 depthwise convs
 // with the same receptive field (official QDWConv2dK3: k5 = 2 stacked, k7 = 3 stacked; BN + act at the end).
 void add_depthwise(std::vector<LayerSpec>& layers, const BlockType& type, int channels, int kernel,
                    int stride, int in_hw) {
   const bool stacked = type.kind == BlockKind::kMobileNetV2K3Res || type.kind == BlockKind::kMobileNetV3K3Res;
   if (!stacked) {
-    layers.push_back(depthwise(channels, kernel, stride, in_hw, type.activation));
+    layers.push_back(make_depthwise(channels, kernel, stride, in_hw, type.activation));
     return;
   }
   const int count = (kernel - 1) / 2;
@@ -50,7 +21,7 @@ void add_depthwise(std::vector<LayerSpec>& layers, const BlockType& type, int ch
   for (int i = 0; i < count; ++i) {
     const bool last = i == count - 1;
     layers.push_back(
-        depthwise(channels, 3, i == 0 ? stride : 1, hw, last ? type.activation : Activation::kNone));
+        make_depthwise(channels, 3, i == 0 ? stride : 1, hw, last ? type.activation : Activation::kNone));
     layers.back().batch_norm = last;
     hw = layers.back().out_hw;
   }
@@ -73,58 +44,48 @@ void expand_block(BlockSpec& b) {
   switch (t.kind) {
     case BlockKind::kFirstConv:
     case BlockKind::kFinalExpand:
-      b.layers.push_back(conv(b.cin, b.cout, b.kernel, b.stride, hw, act));
+      b.layers.push_back(make_conv(b.cin, b.cout, b.kernel, b.stride, hw, act));
       always_residual = false;
       break;
     case BlockKind::kFeatureMix: {
-      LayerSpec pool;
-      pool.op = OpKind::kGlobalAvgPool;
-      pool.cin = pool.cout = b.cin;
-      pool.in_hw = hw;
-      pool.out_hw = 1;
-      b.layers.push_back(pool);
-      b.layers.push_back(conv(b.cin, b.cout, 1, 1, 1, act));
+      b.layers.push_back(make_global_pool(b.cin, hw));
+      b.layers.push_back(make_conv(b.cin, b.cout, 1, 1, 1, act));
       always_residual = false;
       break;
     }
     case BlockKind::kLogits: {
-      LayerSpec linear;
-      linear.op = OpKind::kLinear;
-      linear.cin = b.cin;
-      linear.cout = b.cout;
-      linear.in_hw = linear.out_hw = 1;
-      b.layers.push_back(linear);
+      b.layers.push_back(make_linear(b.cin, b.cout));
       always_residual = false;
       break;
     }
     case BlockKind::kMobileNetV1Dual:
-      b.layers.push_back(depthwise(b.cin, b.kernel, b.stride, hw, act));
-      b.layers.push_back(conv(b.cin, b.cout, 1, 1, b.layers.back().out_hw, act));
-      b.layers.push_back(depthwise(b.cout, b.kernel, 1, b.layers.back().out_hw, act));
-      b.layers.push_back(conv(b.cout, b.cout, 1, 1, b.layers.back().out_hw, act));
+      b.layers.push_back(make_depthwise(b.cin, b.kernel, b.stride, hw, act));
+      b.layers.push_back(make_conv(b.cin, b.cout, 1, 1, b.layers.back().out_hw, act));
+      b.layers.push_back(make_depthwise(b.cout, b.kernel, 1, b.layers.back().out_hw, act));
+      b.layers.push_back(make_conv(b.cout, b.cout, 1, 1, b.layers.back().out_hw, act));
       break;
     case BlockKind::kResNet:
     case BlockKind::kResNetSE: {
       // Hidden width follows the block's output width (official _ResNetBaseBlock).
       const int hidden = make_divisible(b.cout * b.expand);
-      b.layers.push_back(conv(b.cin, hidden, 1, 1, hw, act));
-      b.layers.push_back(conv(hidden, hidden, b.kernel, b.stride, hw, act));
+      b.layers.push_back(make_conv(b.cin, hidden, 1, 1, hw, act));
+      b.layers.push_back(make_conv(hidden, hidden, b.kernel, b.stride, hw, act));
       // The SE squeeze width follows the block's input width (official QSE4Resnet, as in RegNet).
       if (t.kind == BlockKind::kResNetSE) {
-        b.layers.push_back(squeeze_excite(hidden, make_divisible(b.cin / 4), b.layers.back().out_hw));
+        b.layers.push_back(make_squeeze_excite(hidden, make_divisible(b.cin / 4), b.layers.back().out_hw));
       }
-      b.layers.push_back(conv(hidden, b.cout, 1, 1, b.layers.back().out_hw, Activation::kNone));
+      b.layers.push_back(make_conv(hidden, b.cout, 1, 1, b.layers.back().out_hw, Activation::kNone));
       b.post_add_activation = act;
       break;
     }
     case BlockKind::kFusedMBConvRes:
     case BlockKind::kFusedMBConvSERes: {
       const int hidden = make_divisible(b.cin * b.expand);
-      b.layers.push_back(conv(b.cin, hidden, b.kernel, b.stride, hw, act));
+      b.layers.push_back(make_conv(b.cin, hidden, b.kernel, b.stride, hw, act));
       if (t.kind == BlockKind::kFusedMBConvSERes) {
-        b.layers.push_back(squeeze_excite(hidden, make_divisible(b.cin / 4), b.layers.back().out_hw));
+        b.layers.push_back(make_squeeze_excite(hidden, make_divisible(b.cin / 4), b.layers.back().out_hw));
       }
-      b.layers.push_back(conv(hidden, b.cout, 1, 1, b.layers.back().out_hw, Activation::kNone));
+      b.layers.push_back(make_conv(hidden, b.cout, 1, 1, b.layers.back().out_hw, Activation::kNone));
       break;
     }
     default: {
@@ -132,12 +93,12 @@ void expand_block(BlockSpec& b) {
       // Hidden width follows the block's input width (official _QInvertedResidual); no expand conv when the
       // hidden width equals the input width.
       const int hidden = make_divisible(b.cin * b.expand);
-      if (hidden != b.cin) b.layers.push_back(conv(b.cin, hidden, 1, 1, hw, act));
+      if (hidden != b.cin) b.layers.push_back(make_conv(b.cin, hidden, 1, 1, hw, act));
       add_depthwise(b.layers, t, hidden, b.kernel, b.stride, hw);
       if (t.has_se()) {
-        b.layers.push_back(squeeze_excite(hidden, make_divisible(hidden / 4), b.layers.back().out_hw));
+        b.layers.push_back(make_squeeze_excite(hidden, make_divisible(hidden / 4), b.layers.back().out_hw));
       }
-      b.layers.push_back(conv(hidden, b.cout, 1, 1, b.layers.back().out_hw, Activation::kNone));
+      b.layers.push_back(make_conv(hidden, b.cout, 1, 1, b.layers.back().out_hw, Activation::kNone));
       always_residual = t.kind != BlockKind::kMobileNetV2;
       break;
     }
@@ -147,7 +108,7 @@ void expand_block(BlockSpec& b) {
     b.shortcut = Shortcut::kIdentity;
   } else if (always_residual) {
     b.shortcut = Shortcut::kProjection;
-    b.projection = conv(b.cin, b.cout, 1, b.stride, hw, Activation::kNone);
+    b.projection = make_conv(b.cin, b.cout, 1, b.stride, hw, Activation::kNone);
   }
 }
 
@@ -163,6 +124,53 @@ std::vector<std::pair<std::string, std::int64_t>> per_stage(const std::vector<Bl
 }
 
 }  // namespace
+
+LayerSpec make_conv(int cin, int cout, int kernel, int stride, int in_hw, Activation act) {
+  LayerSpec layer;
+  layer.op = OpKind::kConv;
+  layer.cin = cin;
+  layer.cout = cout;
+  layer.kernel = kernel;
+  layer.stride = stride;
+  layer.in_hw = in_hw;
+  layer.out_hw = conv_out_size(in_hw, kernel, stride);
+  layer.activation = act;
+  return layer;
+}
+
+LayerSpec make_depthwise(int channels, int kernel, int stride, int in_hw, Activation act) {
+  LayerSpec layer = make_conv(channels, channels, kernel, stride, in_hw, act);
+  layer.op = OpKind::kDepthwiseConv;
+  return layer;
+}
+
+LayerSpec make_squeeze_excite(int channels, int mid, int hw) {
+  LayerSpec layer;
+  layer.op = OpKind::kSqueezeExcite;
+  layer.cin = layer.cout = channels;
+  layer.in_hw = layer.out_hw = hw;
+  layer.se_mid = mid;
+  layer.activation = Activation::kHsigmoid;
+  return layer;
+}
+
+LayerSpec make_global_pool(int channels, int in_hw) {
+  LayerSpec pool;
+  pool.op = OpKind::kGlobalAvgPool;
+  pool.cin = pool.cout = channels;
+  pool.in_hw = in_hw;
+  pool.out_hw = 1;
+  return pool;
+}
+
+LayerSpec make_linear(int cin, int cout) {
+  LayerSpec linear;
+  linear.op = OpKind::kLinear;
+  linear.cin = cin;
+  linear.cout = cout;
+  linear.in_hw = linear.out_hw = 1;
+  return linear;
+}
 
 int make_divisible(double value, int divisor) {
   int rounded = std::max(divisor, static_cast<int>(value + divisor / 2.0) / divisor * divisor);
@@ -261,17 +269,18 @@ std::vector<BlockSpec> build_stage(const BlockType& type, const std::string& sta
   return blocks;
 }
 
-ArchSpec build_arch_spec(const SearchSpace& space, const Subnet& subnet) {
+ArchSpec build_arch_spec(const SearchSpace& space, const Subnet& subnet, int input_resolution) {
   validate(subnet, space);
+  if (input_resolution < 0) fail("input resolution must be positive, got {}", input_resolution);
   const Hyperspace& hs = space.hyperspace();
   ArchSpec spec;
   spec.space = space.encode();
   spec.subnet = subnet.encode();
-  spec.resolution = subnet.resolution;
+  spec.resolution = input_resolution > 0 ? input_resolution : subnet.resolution;
   spec.in_channels = hs.in_channels;
   spec.num_classes = hs.num_classes;
   int cin = hs.in_channels;
-  int hw = subnet.resolution;
+  int hw = spec.resolution;
   for (int s = 0; s < space.num_stages(); ++s) {
     const StageChoices& st = space.stage(s);
     std::vector<BlockChoice> choices;

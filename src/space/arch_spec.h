@@ -73,6 +73,13 @@ struct ArchSpec {
   std::vector<std::pair<std::string, std::int64_t>> params_per_stage() const;
 };
 
+// Layer constructors shared by the block expansion and the hand-written baselines.
+LayerSpec make_conv(int cin, int cout, int kernel, int stride, int in_hw, Activation act);
+LayerSpec make_depthwise(int channels, int kernel, int stride, int in_hw, Activation act);
+LayerSpec make_squeeze_excite(int channels, int mid, int hw);
+LayerSpec make_global_pool(int channels, int in_hw);
+LayerSpec make_linear(int cin, int cout);
+
 // Official make_divisible(v, 8): round to the nearest multiple of 8, never below 8, never more than 10% down.
 int make_divisible(double value, int divisor = 8);
 // Output size of a conv with padding k/2.
@@ -82,7 +89,8 @@ int conv_out_size(int in, int kernel, int stride);
 std::vector<BlockSpec> build_stage(const BlockType& type, const std::string& stage_name, int stage_index,
                                    int stride, int cin, int in_hw, const std::vector<BlockChoice>& choices);
 
-// The whole static network; validates the subnet against the space first.
-ArchSpec build_arch_spec(const SearchSpace& space, const Subnet& subnet);
+// The whole static network; validates the subnet against the space first. A non-zero `input_resolution`
+// builds the same network for another input size (latency probes and fast tests at reduced resolution).
+ArchSpec build_arch_spec(const SearchSpace& space, const Subnet& subnet, int input_resolution = 0);
 
 }  // namespace qnas::space

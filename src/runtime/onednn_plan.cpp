@@ -1,0 +1,479 @@
+#include "runtime/onednn_plan.h"
+
+#include <omp.h>
+
+#include <cstring>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "core/error.h"
+
+namespace qnas::runtime {
+namespace {
+
+using dnnl::algorithm;
+using dnnl::memory;
+using dnnl::post_ops;
+using dnnl::primitive_attr;
+using dnnl::prop_kind;
+using dt = memory::data_type;
+using tag = memory::format_tag;
+
+// Activations that commute with a positive scale (relu6 after scaling its bound): for these the output
+// scale 1/s_out folds into the conv's output scales and no extra post-op is needed.
+bool folds_into_scale(Activation a) {
+  return a == Activation::kNone || a == Activation::kRelu || a == Activation::kRelu6;
+}
+
+// Appends act(x) * out_scale as eltwise post-ops; `domain` is the scale the input is already multiplied by
+// (only relu6's bound depends on it).
+void append_activation(post_ops& po, Activation a, float domain, float out_scale) {
+  switch (a) {
+    case Activation::kNone:
+      if (out_scale != 1.0f) po.append_eltwise(1.0f, algorithm::eltwise_linear, out_scale, 0.0f);
+      return;
+    case Activation::kRelu:
+      po.append_eltwise(out_scale, algorithm::eltwise_relu, 0.0f, 0.0f);
+      return;
+    case Activation::kRelu6:
+      po.append_eltwise(out_scale, algorithm::eltwise_clip, 0.0f, 6.0f * domain);
+      return;
+    case Activation::kHswish:
+      po.append_eltwise(out_scale, algorithm::eltwise_hardswish, 0.0f, 0.0f);
+      return;
+    case Activation::kSwish:
+      po.append_eltwise(out_scale, algorithm::eltwise_swish, 1.0f, 0.0f);
+      return;
+    case Activation::kSigmoid:
+      po.append_eltwise(out_scale, algorithm::eltwise_logistic, 0.0f, 0.0f);
+      return;
+    case Activation::kHsigmoid:
+      po.append_eltwise(1.0f, algorithm::eltwise_linear, 1.0f / 6.0f, 0.5f);
+      po.append_eltwise(out_scale, algorithm::eltwise_clip, 0.0f, 1.0f);
+      return;
+  }
+}
+
+memory::desc with_data_type(const memory::desc& md, dt type) {
+  dnnl_memory_desc_t raw = md.data;
+  raw.data_type = static_cast<dnnl_data_type_t>(type);
+  return memory::desc(raw);
+}
+
+}  // namespace
+
+const char* to_string(Precision precision) {
+  return precision == Precision::kInt8 ? "int8" : "fp32";
+}
+
+Precision parse_precision(const std::string& text) {
+  if (text == "int8") return Precision::kInt8;
+  if (text == "fp32") return Precision::kFp32;
+  fail("unknown precision '{}': use int8 or fp32", text);
+}
+
+struct OnednnPlan::Impl {
+  struct Exec {
+    dnnl::primitive primitive;
+    std::unordered_map<int, memory> args;
+  };
+
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  const Program& program;
+  const Weights& weights;
+  const QuantParams* quant;
+  Precision precision;
+  int threads;
+
+  std::vector<memory> tensors;  // each tensor's memory as its producer wrote it
+  std::vector<Exec> execs;      // in order; execs[0] converts the user's input
+  memory user_input;
+  int reorders = 0;
+  std::map<std::string, int> implementations;
+
+  Impl(const Program& p, const Weights& w, const QuantParams* q, Precision prec, int t)
+      : program(p), weights(w), quant(q), precision(prec), threads(t) {}
+
+  bool int8() const { return precision == Precision::kInt8; }
+  dt type_of(int tensor) const {
+    const TensorInfo& info = program.tensors[tensor];
+    if (!int8() || info.is_logits) return dt::f32;
+    return info.non_negative ? dt::u8 : dt::s8;
+  }
+  float scale_of(int tensor) const { return int8() ? quant->tensors[tensor].scale : 1.0f; }
+  memory::dims dims_of(int tensor) const {
+    const TensorInfo& info = program.tensors[tensor];
+    if (info.is_logits) return {1, info.channels};
+    return {1, info.channels, info.hw, info.hw};
+  }
+  memory::desc any_of(int tensor) const { return memory::desc(dims_of(tensor), type_of(tensor), tag::any); }
+
+  template <typename PrimitiveDesc>
+  void record(const PrimitiveDesc& pd) {
+    implementations[pd.impl_info_str()]++;
+  }
+
+  // The tensor in the layout a consumer asked for: the producer's memory when it matches, otherwise a
+  // reorder into a new buffer. The network input is created in whatever layout its first reader wants.
+  memory input_as(int tensor, const memory::desc& wanted) {
+    if (!tensors[tensor]) {
+      if (tensor != program.input) fail("tensor {} is read before it is produced", tensor);
+      tensors[tensor] = memory(wanted, engine);
+      const memory::desc plain(dims_of(tensor), dt::f32, tag::nchw);
+      user_input = memory(plain, engine);
+      primitive_attr attr;
+      if (int8()) attr.set_output_scales(0, {1.0f / scale_of(tensor)});
+      dnnl::reorder::primitive_desc pd(engine, plain, engine, wanted, attr);
+      execs.insert(execs.begin(),
+                   Exec{dnnl::reorder(pd), {{DNNL_ARG_FROM, user_input}, {DNNL_ARG_TO, tensors[tensor]}}});
+      return tensors[tensor];
+    }
+    if (tensors[tensor].get_desc() == wanted) return tensors[tensor];
+    memory converted(wanted, engine);
+    dnnl::reorder::primitive_desc pd(engine, tensors[tensor].get_desc(), engine, wanted);
+    execs.push_back(Exec{dnnl::reorder(pd), {{DNNL_ARG_FROM, tensors[tensor]}, {DNNL_ARG_TO, converted}}});
+    ++reorders;
+    return converted;
+  }
+
+  // Copies plain-layout data into a oneDNN-owned buffer and reorders it into `wanted` once, now.
+  memory constant(const void* data, const memory::desc& plain, const memory::desc& wanted) {
+    memory user(plain, engine);
+    std::memcpy(user.get_data_handle(), data, plain.get_size());
+    if (plain == wanted) return user;
+    memory out(wanted, engine);
+    dnnl::reorder(user, out).execute(stream, user, out);
+    stream.wait();
+    return out;
+  }
+
+  memory weight_memory(const memory::dims& dims, tag plain_tag, const float* f32, const std::int8_t* s8,
+                       const memory::desc& wanted) {
+    const memory::desc plain(dims, int8() ? dt::s8 : dt::f32, plain_tag);
+    return constant(int8() ? static_cast<const void*>(s8) : static_cast<const void*>(f32), plain, wanted);
+  }
+
+  memory bias_memory(const std::vector<float>& bias, const std::vector<float>& multiplier) {
+    std::vector<float> values(bias);
+    if (!multiplier.empty()) {
+      for (size_t c = 0; c < values.size(); ++c) values[c] /= multiplier[c];
+    }
+    const memory::desc md({static_cast<memory::dim>(values.size())}, dt::f32, tag::x);
+    return constant(values.data(), md, md);
+  }
+
+  // One conv (dense or depthwise) with everything after it fused: own activation, residual sum, post-add
+  // activation, requantisation. `src_tensor` and `dst` may be overridden for the convs inside an SE.
+  struct ConvArgs {
+    ConvArgs(int cin_, int cout_, int kernel_, int stride_, int in_hw_, int out_hw_, bool depthwise_)
+        : cin(cin_),
+          cout(cout_),
+          kernel(kernel_),
+          stride(stride_),
+          in_hw(in_hw_),
+          out_hw(out_hw_),
+          depthwise(depthwise_) {}
+    int cin, cout, kernel, stride, in_hw, out_hw;
+    bool depthwise;
+    Activation act = Activation::kNone;
+    Activation post_add = Activation::kNone;
+    const std::vector<float>* weight = nullptr;
+    const std::vector<std::int8_t>* qweight = nullptr;
+    const std::vector<float>* bias = nullptr;
+    std::vector<float> in_scale_times_wscale;  // INT8: s_in * s_w[c]
+    float out_scale = 1.0f;                    // INT8: s_out (1 for an f32 output)
+    int residual = -1;
+    float residual_scale = 1.0f;
+  };
+
+  memory conv(const ConvArgs& a, const memory& src_hint, memory::desc src_md, memory::desc dst_md,
+              int src_tensor, memory* dst_memory) {
+    const memory::dims wdims = a.depthwise ? memory::dims{a.cout, 1, 1, a.kernel, a.kernel}
+                                           : memory::dims{a.cout, a.cin, a.kernel, a.kernel};
+    const memory::desc w_any(wdims, int8() ? dt::s8 : dt::f32, tag::any);
+    const memory::desc b_md({a.cout}, dt::f32, tag::x);
+    const int pad = a.kernel / 2;
+    const memory::dim pr = (a.out_hw - 1) * a.stride + a.kernel - a.in_hw - pad;  // right/bottom padding
+    dnnl::convolution_forward::desc desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md,
+                                         w_any, b_md, dst_md, {a.stride, a.stride}, {pad, pad}, {pr, pr});
+    primitive_attr attr;
+    post_ops po;
+    const bool fold = !int8() || (folds_into_scale(a.act) && folds_into_scale(a.post_add));
+    const float domain = int8() && fold ? 1.0f / a.out_scale : 1.0f;
+    if (int8()) {
+      std::vector<float> scales = a.in_scale_times_wscale;
+      for (auto& s : scales) s *= domain;
+      attr.set_output_scales(1 << 1, scales);
+    }
+    append_activation(po, a.act, domain, 1.0f);
+    if (a.residual >= 0) {
+      po.append_sum(a.residual_scale * domain, 0, int8() ? type_of(a.residual) : dt::undef);
+    }
+    // The final requantisation rides on the last activation (or a linear op when there is none).
+    const float out_multiplier = fold ? 1.0f : 1.0f / a.out_scale;
+    append_activation(po, a.post_add, domain, out_multiplier);
+    attr.set_post_ops(po);
+    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
+    record(pd);
+    memory src = src_tensor >= 0 ? input_as(src_tensor, pd.src_desc()) : src_hint;
+    if (src_tensor < 0 && src.get_desc() != pd.src_desc()) fail("internal: SE input layout mismatch");
+    const memory weights_mem = weight_memory(wdims, a.depthwise ? tag::goihw : tag::oihw, a.weight->data(),
+                                             int8() ? a.qweight->data() : nullptr, pd.weights_desc());
+    const memory bias_mem = bias_memory(*a.bias, int8() ? a.in_scale_times_wscale : std::vector<float>{});
+    memory dst = dst_memory && *dst_memory ? *dst_memory : memory(pd.dst_desc(), engine);
+    execs.push_back(Exec{dnnl::convolution_forward(pd),
+                         {{DNNL_ARG_SRC, src},
+                          {DNNL_ARG_WEIGHTS, weights_mem},
+                          {DNNL_ARG_BIAS, bias_mem},
+                          {DNNL_ARG_DST, dst}}});
+    return dst;
+  }
+
+  std::vector<float> multipliers(float in_scale, const std::vector<float>& weight_scales) const {
+    std::vector<float> m(weight_scales);
+    for (auto& s : m) s *= in_scale;
+    return m;
+  }
+
+  void add_conv(size_t i) {
+    const Step& s = program.steps[i];
+    const LayerSpec& l = s.layer;
+    ConvArgs a(l.cin, l.cout, l.kernel, l.stride, l.in_hw, l.out_hw, l.op == OpKind::kDepthwiseConv);
+    a.act = l.activation;
+    a.post_add = s.post_add;
+    a.weight = &weights.steps[i].weight;
+    a.bias = &weights.steps[i].bias;
+    if (int8()) {
+      a.qweight = &quant->steps[i].weight;
+      a.in_scale_times_wscale = multipliers(scale_of(s.input), quant->steps[i].weight_scale);
+      a.out_scale = scale_of(s.output);
+    }
+    memory::desc dst_md = any_of(s.output);
+    memory dst;
+    if (s.residual >= 0) {
+      // The sum post-op accumulates into dst, so dst is the residual's buffer itself (it is dead after the
+      // add), read through the output's data type.
+      a.residual = s.residual;
+      a.residual_scale = scale_of(s.residual);
+      dst_md = with_data_type(tensors[s.residual].get_desc(), type_of(s.output));
+      dst = memory(dst_md, engine, tensors[s.residual].get_data_handle());
+    }
+    tensors[s.output] = conv(a, memory(), any_of(s.input), dst_md, s.input, &dst);
+  }
+
+  memory global_pool(int tensor, int hw, memory::desc dst_md) {
+    // A pool that reads the plan's input (a head block profiled alone) takes the layout convs produce.
+    const memory src = tensors[tensor] ? tensors[tensor]
+                                       : input_as(tensor, memory::desc(dims_of(tensor), type_of(tensor),
+                                                                       int8() ? tag::nhwc : tag::nChw16c));
+    dnnl::pooling_forward::desc desc(prop_kind::forward_inference, algorithm::pooling_avg_exclude_padding,
+                                     src.get_desc(), dst_md, {hw, hw}, {hw, hw}, {0, 0}, {0, 0});
+    dnnl::pooling_forward::primitive_desc pd(desc, engine);
+    record(pd);
+    memory dst(pd.dst_desc(), engine);
+    execs.push_back(Exec{dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
+    return dst;
+  }
+
+  void add_global_pool(size_t i) {
+    const Step& s = program.steps[i];
+    tensors[s.output] = global_pool(s.input, s.layer.in_hw, any_of(s.output));
+  }
+
+  void add_squeeze_excite(size_t i) {
+    const Step& s = program.steps[i];
+    const LayerSpec& l = s.layer;
+    const StepWeights& w = weights.steps[i];
+    const dt x_type = type_of(s.input);
+    const memory pooled = global_pool(s.input, l.in_hw, memory::desc({1, l.cin, 1, 1}, x_type, tag::any));
+    ConvArgs squeeze(l.cin, l.se_mid, 1, 1, 1, 1, false);
+    squeeze.act = Activation::kRelu;
+    squeeze.weight = &w.weight;
+    squeeze.bias = &w.bias;
+    ConvArgs excite(l.se_mid, l.cin, 1, 1, 1, 1, false);
+    excite.act = Activation::kHsigmoid;
+    excite.weight = &w.weight2;
+    excite.bias = &w.bias2;
+    if (int8()) {
+      const StepQuant& q = quant->steps[i];
+      squeeze.qweight = &q.weight;
+      squeeze.in_scale_times_wscale = multipliers(scale_of(s.input), q.weight_scale);
+      squeeze.out_scale = q.mid_scale;
+      excite.qweight = &q.weight2;
+      excite.in_scale_times_wscale = multipliers(q.mid_scale, q.weight2_scale);
+    }
+    memory none;
+    const memory mid =
+        conv(squeeze, pooled, pooled.get_desc(),
+             memory::desc({1, l.se_mid, 1, 1}, int8() ? dt::u8 : dt::f32, tag::any), -1, &none);
+    const memory::desc mid_md = mid.get_desc();
+    const memory gate =
+        conv(excite, mid, mid_md, memory::desc({1, l.cin, 1, 1}, dt::f32, tag::any), -1, &none);
+    // x * gate, broadcast over H and W; the product keeps x's type and scale.
+    const memory x = tensors[s.input];
+    dnnl::binary::desc desc(algorithm::binary_mul, x.get_desc(), gate.get_desc(), x.get_desc());
+    dnnl::binary::primitive_desc pd(desc, engine);
+    record(pd);
+    memory dst(pd.dst_desc(), engine);
+    execs.push_back(
+        Exec{dnnl::binary(pd), {{DNNL_ARG_SRC_0, x}, {DNNL_ARG_SRC_1, gate}, {DNNL_ARG_DST, dst}}});
+    tensors[s.output] = dst;
+  }
+
+  void add_linear(size_t i) {
+    const Step& s = program.steps[i];
+    const LayerSpec& l = s.layer;
+    const memory::desc src_md(dims_of(s.input), type_of(s.input), tag::any);
+    const memory::dims wdims{l.cout, l.cin, 1, 1};
+    const memory::desc w_any(wdims, int8() ? dt::s8 : dt::f32, tag::any);
+    const memory::desc b_md({l.cout}, dt::f32, tag::x);
+    const memory::desc dst_md({1, l.cout}, dt::f32, tag::nc);
+    dnnl::inner_product_forward::desc desc(prop_kind::forward_inference, src_md, w_any, b_md, dst_md);
+    primitive_attr attr;
+    std::vector<float> m;
+    if (int8()) {
+      m = multipliers(scale_of(s.input), quant->steps[i].weight_scale);
+      attr.set_output_scales(1 << 1, m);
+    }
+    dnnl::inner_product_forward::primitive_desc pd(desc, attr, engine);
+    record(pd);
+    const memory src = input_as(s.input, pd.src_desc());
+    const memory weights_mem =
+        weight_memory(wdims, tag::oihw, weights.steps[i].weight.data(),
+                      int8() ? quant->steps[i].weight.data() : nullptr, pd.weights_desc());
+    const memory bias_mem = bias_memory(weights.steps[i].bias, m);
+    memory dst(pd.dst_desc(), engine);
+    execs.push_back(Exec{dnnl::inner_product_forward(pd),
+                         {{DNNL_ARG_SRC, src},
+                          {DNNL_ARG_WEIGHTS, weights_mem},
+                          {DNNL_ARG_BIAS, bias_mem},
+                          {DNNL_ARG_DST, dst}}});
+    tensors[s.output] = dst;
+  }
+
+  void build() {
+    tensors.resize(program.tensors.size());
+    for (size_t i = 0; i < program.steps.size(); ++i) {
+      switch (program.steps[i].layer.op) {
+        case OpKind::kConv:
+        case OpKind::kDepthwiseConv:
+          add_conv(i);
+          break;
+        case OpKind::kSqueezeExcite:
+          add_squeeze_excite(i);
+          break;
+        case OpKind::kGlobalAvgPool:
+          add_global_pool(i);
+          break;
+        case OpKind::kLinear:
+          add_linear(i);
+          break;
+      }
+    }
+  }
+
+  void execute() {
+    omp_set_num_threads(threads);
+    for (auto& e : execs) e.primitive.execute(stream, e.args);
+    stream.wait();
+  }
+};
+
+OnednnPlan::OnednnPlan(const Program& program, const Weights& weights, Precision precision, int threads,
+                       const QuantParams* quant) {
+  if (threads < 1) fail("thread count must be at least 1, got {}", threads);
+  if (precision == Precision::kInt8 && !quant)
+    fail("an INT8 plan needs quantisation parameters (calibrate first)");
+  if (weights.steps.size() != program.steps.size()) fail("weights do not belong to this program");
+  omp_set_num_threads(threads);
+  impl_ = std::make_unique<Impl>(program, weights, quant, precision, threads);
+  try {
+    impl_->build();
+  } catch (const dnnl::error& e) {
+    fail("oneDNN cannot build a {} plan for this network: {} (status {})", to_string(precision), e.what(),
+         static_cast<int>(e.status));
+  }
+}
+
+OnednnPlan::~OnednnPlan() = default;
+
+std::vector<float> OnednnPlan::run(const std::vector<float>& image) {
+  const memory::desc& in = impl_->user_input.get_desc();
+  if (image.size() * sizeof(float) != in.get_size()) {
+    fail("input has {} values but the plan takes {}", image.size(), in.get_size() / sizeof(float));
+  }
+  std::memcpy(impl_->user_input.get_data_handle(), image.data(), in.get_size());
+  impl_->execute();
+  // Convert the output to plain real floats.
+  const int out = impl_->program.output;
+  memory& result = impl_->tensors[out];
+  memory::dims dims = impl_->dims_of(out);
+  const memory::desc plain(dims, dt::f32, dims.size() == 2 ? tag::nc : tag::nchw);
+  memory converted(plain, impl_->engine);
+  primitive_attr attr;
+  if (impl_->int8() && !impl_->program.tensors[out].is_logits) {
+    attr.set_output_scales(0, {impl_->scale_of(out)});
+  }
+  dnnl::reorder::primitive_desc pd(impl_->engine, result.get_desc(), impl_->engine, plain, attr);
+  dnnl::reorder(pd).execute(impl_->stream, result, converted);
+  impl_->stream.wait();
+  const float* p = static_cast<const float*>(converted.get_data_handle());
+  return std::vector<float>(p, p + plain.get_size() / sizeof(float));
+}
+
+void OnednnPlan::execute() {
+  impl_->execute();
+}
+Precision OnednnPlan::precision() const {
+  return impl_->precision;
+}
+int OnednnPlan::threads() const {
+  return impl_->threads;
+}
+int OnednnPlan::reorder_count() const {
+  return impl_->reorders;
+}
+std::map<std::string, int> OnednnPlan::implementations() const {
+  return impl_->implementations;
+}
+
+std::string onednn_isa() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      return "other";
+  }
+}
+
+std::string onednn_version() {
+  const dnnl_version_t* v = dnnl_version();
+  return fmt::format("oneDNN {}.{}.{}", v->major, v->minor, v->patch);
+}
+
+bool has_vnni() {
+  // Ask for a small INT8 conv and look at the kernel oneDNN picks.
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  const memory::desc src({1, 32, 8, 8}, dt::u8, tag::any), wei({32, 32, 1, 1}, dt::s8, tag::any),
+      dst({1, 32, 8, 8}, dt::u8, tag::any);
+  dnnl::convolution_forward::desc desc(prop_kind::forward_inference, algorithm::convolution_direct, src, wei,
+                                       dst, {1, 1}, {0, 0}, {0, 0});
+  dnnl::convolution_forward::primitive_desc pd(desc, engine);
+  return std::string(pd.impl_info_str()).find("vnni") != std::string::npos;
+}
+
+}  // namespace qnas::runtime
