@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   qnas::cli::add_space_commands(app);
   qnas::cli::add_search_commands(app);
   qnas::cli::add_run_command(app);
+#ifdef QNAS_HAVE_ONEDNN
+  qnas::cli::add_profile_commands(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -372,9 +372,11 @@ struct OnednnPlan::Impl {
     }
   }
 
-  void execute() {
+  void execute(bool include_input_conversion = true) {
     omp_set_num_threads(threads);
-    for (auto& e : execs) e.primitive.execute(stream, e.args);
+    for (size_t i = include_input_conversion ? 0 : 1; i < execs.size(); ++i) {
+      execs[i].primitive.execute(stream, execs[i].args);
+    }
     stream.wait();
   }
 };
@@ -421,8 +423,8 @@ std::vector<float> OnednnPlan::run(const std::vector<float>& image) {
   return std::vector<float>(p, p + plain.get_size() / sizeof(float));
 }
 
-void OnednnPlan::execute() {
-  impl_->execute();
+void OnednnPlan::execute(bool include_input_conversion) {
+  impl_->execute(include_input_conversion);
 }
 Precision OnednnPlan::precision() const {
   return impl_->precision;
@@ -474,6 +476,67 @@ bool has_vnni() {
                                        dst, {1, 1}, {0, 0}, {0, 0});
   dnnl::convolution_forward::primitive_desc pd(desc, engine);
   return std::string(pd.impl_info_str()).find("vnni") != std::string::npos;
+}
+
+}  // namespace qnas::runtime
+
+namespace qnas::runtime {
+
+std::function<void()> standalone_activation(Activation activation, int channels, int hw, Precision precision,
+                                            int threads) {
+  omp_set_num_threads(threads);
+  auto engine = std::make_shared<dnnl::engine>(dnnl::engine::kind::cpu, 0);
+  auto stream = std::make_shared<dnnl::stream>(*engine);
+  const bool int8 = precision == Precision::kInt8;
+  const memory::desc md({1, channels, hw, hw}, int8 ? dt::s8 : dt::f32, int8 ? tag::nhwc : tag::nChw16c);
+  algorithm alg = algorithm::eltwise_relu;
+  float alpha = 0.0f;
+  switch (activation) {
+    case Activation::kHswish:
+      alg = algorithm::eltwise_hardswish;
+      break;
+    case Activation::kSwish:
+      alg = algorithm::eltwise_swish;
+      alpha = 1.0f;
+      break;
+    case Activation::kSigmoid:
+      alg = algorithm::eltwise_logistic;
+      break;
+    case Activation::kRelu:
+      break;
+    default:
+      fail("no standalone benchmark for activation {}", space::to_string(activation));
+  }
+  const memory::desc f32_md({1, channels, hw, hw}, dt::f32, int8 ? tag::nhwc : tag::nChw16c);
+  dnnl::eltwise_forward::desc desc(prop_kind::forward_inference, alg, f32_md, alpha, 0.0f);
+  auto eltwise = std::make_shared<dnnl::eltwise_forward>(dnnl::eltwise_forward::primitive_desc(desc, *engine));
+  auto a = std::make_shared<memory>(f32_md, *engine);
+  auto b = std::make_shared<memory>(f32_md, *engine);
+  std::memset(a->get_data_handle(), 0, f32_md.get_size());
+  if (!int8) {
+    return [=] {
+      omp_set_num_threads(threads);
+      eltwise->execute(*stream, {{DNNL_ARG_SRC, *a}, {DNNL_ARG_DST, *b}});
+      stream->wait();
+    };
+  }
+  // oneDNN has no s8 hardswish/swish kernel, so an unfused INT8 activation is what ONNX Runtime does for it:
+  // dequantize to f32, apply, quantize back.
+  auto codes_in = std::make_shared<memory>(md, *engine);
+  auto codes_out = std::make_shared<memory>(md, *engine);
+  std::memset(codes_in->get_data_handle(), 0, md.get_size());
+  primitive_attr dequant_attr, quant_attr;
+  dequant_attr.set_output_scales(0, {0.05f});
+  quant_attr.set_output_scales(0, {20.0f});
+  auto dequant = std::make_shared<dnnl::reorder>(dnnl::reorder::primitive_desc(*engine, md, *engine, f32_md, dequant_attr));
+  auto quant = std::make_shared<dnnl::reorder>(dnnl::reorder::primitive_desc(*engine, f32_md, *engine, md, quant_attr));
+  return [=] {
+    omp_set_num_threads(threads);
+    dequant->execute(*stream, *codes_in, *a);
+    eltwise->execute(*stream, {{DNNL_ARG_SRC, *a}, {DNNL_ARG_DST, *b}});
+    quant->execute(*stream, *b, *codes_out);
+    stream->wait();
+  };
 }
 
 }  // namespace qnas::runtime

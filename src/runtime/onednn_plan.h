@@ -2,6 +2,7 @@
 // A Program compiled into a oneDNN execution plan, FP32 or INT8. Follows the create -> setup -> run
 // lifecycle: the constructor creates every primitive once (layouts chosen by oneDNN via format `any`,
 // weights reordered once, activations and residual adds fused as post-ops); run() only executes.
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,8 +29,9 @@ class OnednnPlan {
 
   // image: C x H x W floats (NCHW). Returns the output tensor as floats (logits, or a block's output).
   std::vector<float> run(const std::vector<float>& image);
-  // Executes once on whatever input is loaded (what the latency protocol times).
-  void execute();
+  // Executes once on whatever input is loaded (what the latency protocol times). Without the input
+  // conversion it times a block as it runs inside a network, reading a tensor already in engine layout.
+  void execute(bool include_input_conversion = true);
 
   Precision precision() const;
   int threads() const;
@@ -50,4 +52,12 @@ std::string onednn_version();
 // Whether INT8 convolutions run on VNNI instructions here (false = the slower pre-VNNI int8 path).
 bool has_vnni();
 
+}  // namespace qnas::runtime
+
+namespace qnas::runtime {
+// A standalone activation over a channels x hw x hw tensor (what an engine runs when it cannot fuse the
+// activation into the preceding conv); INT8 runs it on s8 codes in and out. Returns the run-once function
+// and keeps its primitive alive inside the closure.
+std::function<void()> standalone_activation(Activation activation, int channels, int hw, Precision precision,
+                                            int threads);
 }  // namespace qnas::runtime

@@ -1,0 +1,56 @@
+#pragma once
+// Timing whole networks and single ops on this machine with the oneDNN engine and the measurement protocol.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/measure.h"
+#include "runtime/onednn_plan.h"
+#include "runtime/program.h"
+#include "space/arch_spec.h"
+
+namespace qnas::latency {
+
+using runtime::MeasureOptions;
+using runtime::Precision;
+using runtime::Timing;
+
+struct PlanTiming {
+  Timing timing;
+  int reorders = 0;
+  std::map<std::string, int> implementations;
+};
+
+// Random weights, fixed quantisation scales (timing does not depend on the values), one plan, the protocol.
+// `include_input_conversion` false times what the program costs inside a network (a block reading an
+// engine-layout tensor), true what a deployment pays from a float image.
+PlanTiming time_program(const runtime::Program& program, Precision precision, int threads,
+                        const MeasureOptions& options, bool include_input_conversion = true,
+                        std::uint64_t seed = 1);
+PlanTiming time_arch(const space::ArchSpec& spec, Precision precision, int threads, const MeasureOptions& options);
+
+// Quantisation parameters good enough to time a plan with: every tensor at one scale, weights per channel.
+runtime::QuantParams timing_quant(const runtime::Program& program, const runtime::Weights& weights);
+
+// The paper's operator table (SpaceEvo Observation 2): INT8 speedup over FP32 of each operator type, summed
+// over the layers of MobileNetV3-Large at 224 where that operator occurs.
+struct OpRow {
+  std::string op;
+  int layers = 0;
+  double fp32_ms = 0, int8_ms = 0;
+  double paper_intel = 0, paper_pixel4 = 0;  // the paper's speedups (ONNX Runtime on VNNI, TFLite on Pixel 4)
+  std::string note;
+  double speedup() const { return int8_ms > 0 ? fp32_ms / int8_ms : 0; }
+};
+std::vector<OpRow> profile_ops(int threads, const MeasureOptions& options, int resolution = 224);
+
+// The paper's Table 1 INT8 latency and speedup for the models it reports (0 when it has none).
+struct PaperLatency {
+  double int8_ms = 0;
+  double speedup = 0;
+  std::string device;
+};
+PaperLatency paper_latency(const std::string& model);
+
+}  // namespace qnas::latency
