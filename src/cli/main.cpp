@@ -15,7 +15,11 @@ int main(int argc, char** argv) {
   qnas::cli::add_search_commands(app);
   qnas::cli::add_run_command(app);
 #ifdef QNAS_HAVE_ONEDNN
-  qnas::cli::add_profile_commands(app);
+  CLI::App& profile = qnas::cli::add_profile_commands(app);
+#ifdef QNAS_HAVE_ONNX
+  qnas::cli::add_export_commands(app, profile);
+#endif
+  (void)profile;
 #endif
   try {
     app.parse(argc, argv);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <set>
 
 #include <fmt/format.h>
@@ -56,11 +57,13 @@ json machine_json(int threads) {
 std::string machine_line(int threads) {
   std::string line = fmt::format("machine: {} | {} | isa {} | {} thread(s) | batch 1", runtime::cpu_model(),
                                  runtime::onednn_version(), runtime::onednn_isa(), threads);
-  if (!runtime::has_vnni()) line += "\nWARNING: no AVX512-VNNI/AVX-VNNI here: INT8 runs on the slower pre-VNNI path";
+  if (!runtime::has_vnni())
+    line += "\nWARNING: no AVX512-VNNI/AVX-VNNI here: INT8 runs on the slower pre-VNNI path";
   return line;
 }
 
-void write_outputs(const std::string& out_dir, const std::string& stem, const json& j, const std::string& text) {
+void write_outputs(const std::string& out_dir, const std::string& stem, const json& j,
+                   const std::string& text) {
   if (out_dir.empty()) return;
   fs::create_directories(out_dir);
   write_json_atomic((fs::path(out_dir) / (stem + ".json")).string(), j);
@@ -68,21 +71,33 @@ void write_outputs(const std::string& out_dir, const std::string& stem, const js
   std::fprintf(stderr, "wrote %s/%s.{json,txt}\n", out_dir.c_str(), stem.c_str());
 }
 
-std::string speedup_text(double s) { return s > 0 ? fmt::format("{:.2f}x", s) : "-"; }
+std::string speedup_text(double s) {
+  return s > 0 ? fmt::format("{:.2f}x", s) : "-";
+}
 
 void run_profile_ops(const ProtocolArgs& p, const std::string& out_dir, bool as_json) {
   const auto rows = profile_ops(p.threads, p.options());
-  Table table({"operator", "layers", "FP32 ms", "INT8 ms", "INT8 speedup", "paper Intel CPU", "paper Pixel 4"});
-  json j = {{"machine", machine_json(p.threads)}, {"network", "mobilenet_v3_large@224"}, {"rows", json::array()}};
+  Table table(
+      {"operator", "layers", "FP32 ms", "INT8 ms", "INT8 speedup", "paper Intel CPU", "paper Pixel 4"});
+  json j = {
+      {"machine", machine_json(p.threads)}, {"network", "mobilenet_v3_large@224"}, {"rows", json::array()}};
   for (const auto& r : rows) {
-    table.add_row({r.op, std::to_string(r.layers), fmt::format("{:.3f}", r.fp32_ms), fmt::format("{:.3f}", r.int8_ms),
-                   speedup_text(r.speedup()), speedup_text(r.paper_intel), speedup_text(r.paper_pixel4)});
-    j["rows"].push_back({{"op", r.op}, {"layers", r.layers}, {"fp32_ms", r.fp32_ms}, {"int8_ms", r.int8_ms},
-                         {"speedup", r.speedup()}, {"paper_intel", r.paper_intel}, {"paper_pixel4", r.paper_pixel4},
+    table.add_row({r.op, std::to_string(r.layers), fmt::format("{:.3f}", r.fp32_ms),
+                   fmt::format("{:.3f}", r.int8_ms), speedup_text(r.speedup()), speedup_text(r.paper_intel),
+                   speedup_text(r.paper_pixel4)});
+    j["rows"].push_back({{"op", r.op},
+                         {"layers", r.layers},
+                         {"fp32_ms", r.fp32_ms},
+                         {"int8_ms", r.int8_ms},
+                         {"speedup", r.speedup()},
+                         {"paper_intel", r.paper_intel},
+                         {"paper_pixel4", r.paper_pixel4},
                          {"note", r.note}});
   }
-  const std::string text = machine_line(p.threads) + "\nMobileNetV3-Large @224, summed over its layers of each type "
-                                                     "(median of each layer)\n" + table.render();
+  const std::string text = machine_line(p.threads) +
+                           "\nMobileNetV3-Large @224, summed over its layers of each type "
+                           "(median of each layer)\n" +
+                           table.render();
   std::printf("%s", as_json ? (j.dump(2) + "\n").c_str() : text.c_str());
   write_outputs(out_dir, "ops", j, text);
 }
@@ -95,8 +110,9 @@ struct NamedSpec {
 std::vector<NamedSpec> model_zoo(const std::vector<std::string>& only) {
   std::vector<NamedSpec> all;
   for (const auto& s : space::published_subnets()) {
-    all.push_back({s.name, space::build_arch_spec(space::SearchSpace::parse(space::find_published_space(s.space_name).encoding),
-                                                   space::Subnet::parse(s.encoding))});
+    all.push_back({s.name, space::build_arch_spec(
+                               space::SearchSpace::parse(space::find_published_space(s.space_name).encoding),
+                               space::Subnet::parse(s.encoding))});
   }
   for (const auto& name : space::baseline_names()) all.push_back({name, space::find_baseline(name)});
   if (only.empty()) return all;
@@ -115,11 +131,11 @@ std::vector<NamedSpec> model_zoo(const std::vector<std::string>& only) {
   return picked;
 }
 
-void run_profile_models(const ProtocolArgs& p, const std::vector<std::string>& only, const std::string& out_dir,
-                        bool as_json) {
+void run_profile_models(const ProtocolArgs& p, const std::vector<std::string>& only,
+                        const std::string& out_dir, bool as_json) {
   const auto zoo = model_zoo(only);
-  Table table({"model", "res", "MFLOPs", "FP32 ms", "INT8 ms", "INT8 p90", "INT8 cv", "speedup", "paper speedup",
-               "paper INT8 ms"});
+  Table table({"model", "res", "MFLOPs", "FP32 ms", "INT8 ms", "INT8 p90", "INT8 cv", "speedup",
+               "paper speedup", "paper INT8 ms"});
   json j = {{"machine", machine_json(p.threads)}, {"models", json::array()}};
   ProgressLine progress("profile models", static_cast<std::int64_t>(zoo.size()), "models");
   for (size_t i = 0; i < zoo.size(); ++i) {
@@ -133,12 +149,19 @@ void run_profile_models(const ProtocolArgs& p, const std::vector<std::string>& o
                    fmt::format("{:.2f}", int8.timing.p90_ms), fmt::format("{:.3f}", int8.timing.cv),
                    speedup_text(speedup), speedup_text(paper.speedup),
                    paper.int8_ms > 0 ? fmt::format("{:.1f} ({})", paper.int8_ms, paper.device) : "-"});
-    j["models"].push_back({{"model", m.name}, {"space", m.spec.space}, {"subnet", m.spec.subnet},
-                           {"resolution", m.spec.resolution}, {"macs", m.spec.macs()},
-                           {"fp32", runtime::to_json(fp32.timing)}, {"int8", runtime::to_json(int8.timing)},
-                           {"speedup", speedup}, {"int8_reorders", int8.reorders},
-                           {"int8_kernels", int8.implementations}, {"paper_speedup", paper.speedup},
-                           {"paper_int8_ms", paper.int8_ms}, {"paper_device", paper.device}});
+    j["models"].push_back({{"model", m.name},
+                           {"space", m.spec.space},
+                           {"subnet", m.spec.subnet},
+                           {"resolution", m.spec.resolution},
+                           {"macs", m.spec.macs()},
+                           {"fp32", runtime::to_json(fp32.timing)},
+                           {"int8", runtime::to_json(int8.timing)},
+                           {"speedup", speedup},
+                           {"int8_reorders", int8.reorders},
+                           {"int8_kernels", int8.implementations},
+                           {"paper_speedup", paper.speedup},
+                           {"paper_int8_ms", paper.int8_ms},
+                           {"paper_device", paper.device}});
     progress.update(static_cast<std::int64_t>(i + 1), m.name);
   }
   progress.finish();
@@ -149,13 +172,13 @@ void run_profile_models(const ProtocolArgs& p, const std::vector<std::string>& o
 
 struct SubnetArgs {
   std::string space, lut, out_dir = "runs/profile-subnets";
-  int count = 300, calibration = 20;
+  int count = 300, calibration = 40;
   std::vector<int> resolutions;
   std::uint64_t seed = 0;
 };
 
-std::vector<space::ArchSpec> sample_specs(const space::SearchSpace& sp, const std::vector<int>& resolutions, int count,
-                                          std::uint64_t seed) {
+std::vector<space::ArchSpec> sample_specs(const space::SearchSpace& sp, const std::vector<int>& resolutions,
+                                          int count, std::uint64_t seed) {
   Rng rng(seed);
   std::vector<space::ArchSpec> specs;
   for (int i = 0; i < count; ++i) {
@@ -186,8 +209,8 @@ std::vector<SubnetRow> load_rows(const fs::path& csv, const std::vector<space::A
     if (line.empty()) continue;
     SubnetRow r;
     char subnet[4096];
-    if (std::sscanf(line.c_str(), "%4095[^,],%d,%lf,%lf,%lf,%lf,%lf", subnet, &r.resolution, &r.mflops, &r.fp32_ms,
-                    &r.int8_ms, &r.int8_cv, &r.predicted_ms) < 6 ||
+    if (std::sscanf(line.c_str(), "%4095[^,],%d,%lf,%lf,%lf,%lf,%lf", subnet, &r.resolution, &r.mflops,
+                    &r.fp32_ms, &r.int8_ms, &r.int8_cv, &r.predicted_ms) < 6 ||
         subnet != specs[rows.size()].subnet) {
       std::fprintf(stderr, "%s does not match this run (other space/seed?): starting over\n", csv.c_str());
       return {};
@@ -201,8 +224,8 @@ std::vector<SubnetRow> load_rows(const fs::path& csv, const std::vector<space::A
 void save_rows(const fs::path& csv, const std::vector<SubnetRow>& rows) {
   std::string text = "subnet,resolution,mflops,fp32_ms,int8_ms,int8_cv,predicted_int8_ms\n";
   for (const auto& r : rows) {
-    text += fmt::format("{},{},{:.3f},{:.4f},{:.4f},{:.4f},{:.4f}\n", r.subnet, r.resolution, r.mflops, r.fp32_ms,
-                        r.int8_ms, r.int8_cv, r.predicted_ms);
+    text += fmt::format("{},{},{:.3f},{:.4f},{:.4f},{:.4f},{:.4f}\n", r.subnet, r.resolution, r.mflops,
+                        r.fp32_ms, r.int8_ms, r.int8_cv, r.predicted_ms);
   }
   write_file_atomic(csv.string(), text);
 }
@@ -224,27 +247,33 @@ void run_profile_subnets(const ProtocolArgs& p, const SubnetArgs& a, bool as_jso
     auto all = specs;
     all.insert(all.end(), calibration.begin(), calibration.end());
     const auto blocks = distinct_blocks(all);
-    ProgressLine fill_progress("latency LUT", 1, "blocks");
+    std::unique_ptr<ProgressLine> fill_progress;
     const size_t measured = lut->fill(blocks, options, [&](size_t done, size_t total) {
-      fill_progress = done == 1 ? ProgressLine("latency LUT", static_cast<std::int64_t>(total), "blocks") : fill_progress;
-      fill_progress.update(static_cast<std::int64_t>(done));
+      if (!fill_progress) {
+        fill_progress =
+            std::make_unique<ProgressLine>("latency LUT", static_cast<std::int64_t>(total), "blocks");
+      }
+      fill_progress->update(static_cast<std::int64_t>(done));
       if (done % 200 == 0) lut->save(a.lut);
     });
-    std::fprintf(stderr, "latency LUT: %zu distinct blocks, %zu measured now, %zu reused\n", blocks.size(), measured,
-                 blocks.size() - measured);
-    std::vector<double> sums, measured_ms;
+    std::fprintf(stderr, "latency LUT: %zu distinct blocks, %zu measured now, %zu reused\n", blocks.size(),
+                 measured, blocks.size() - measured);
+    std::vector<double> measured_ms;
+    ProgressLine calibration_progress("calibration networks", a.calibration, "nets");
     for (const auto& spec : calibration) {
-      sums.push_back(lut->block_sum(spec));
       measured_ms.push_back(time_arch(spec, runtime::Precision::kInt8, p.threads, options).timing.median_ms);
+      calibration_progress.update(static_cast<std::int64_t>(measured_ms.size()));
     }
-    lut->fit_correction(sums, measured_ms);
+    calibration_progress.finish();
+    lut->fit_correction(calibration, measured_ms);
     lut->save(a.lut);
-    std::fprintf(stderr, "correction: measured = %.4f * block sum + %.4f ms (from %d networks)\n", lut->slope(),
-                 lut->intercept(), a.calibration);
+    std::fprintf(stderr, "correction: global slope %.4f, intercept %.4f ms (from %d networks)\n",
+                 lut->global_slope(), lut->intercept(), a.calibration);
   }
 
   auto rows = load_rows(csv, specs);
-  if (!rows.empty()) std::fprintf(stderr, "resuming: %zu of %d subnets already measured\n", rows.size(), a.count);
+  if (!rows.empty())
+    std::fprintf(stderr, "resuming: %zu of %d subnets already measured\n", rows.size(), a.count);
   ProgressLine progress("profile subnets", a.count, "subnets");
   for (size_t i = rows.size(); i < specs.size(); ++i) {
     const auto& spec = specs[i];
@@ -265,7 +294,8 @@ void run_profile_subnets(const ProtocolArgs& p, const SubnetArgs& a, bool as_jso
 
   std::vector<double> flops, fp32, int8, predicted;
   for (const auto& r : rows) {
-    flops.push_back(r.mflops), fp32.push_back(r.fp32_ms), int8.push_back(r.int8_ms), predicted.push_back(r.predicted_ms);
+    flops.push_back(r.mflops), fp32.push_back(r.fp32_ms), int8.push_back(r.int8_ms),
+        predicted.push_back(r.predicted_ms);
   }
   json summary = {{"machine", machine_json(p.threads)},
                   {"space", sp.encode()},
@@ -274,14 +304,17 @@ void run_profile_subnets(const ProtocolArgs& p, const SubnetArgs& a, bool as_jso
                   {"kendall_tau_flops_vs_int8", kendall_tau(flops, int8)},
                   {"kendall_tau_fp32_vs_int8", kendall_tau(fp32, int8)},
                   {"kendall_tau_flops_vs_fp32", kendall_tau(flops, fp32)}};
-  std::string text = machine_line(p.threads) + "\n" +
-                     fmt::format("{} random subnets of {}\nKendall tau FLOPs vs INT8 latency: {:.3f}\n"
-                                 "Kendall tau FP32 vs INT8 latency:  {:.3f}\nKendall tau FLOPs vs FP32 latency: {:.3f}\n",
-                                 rows.size(), sp.encode(), summary["kendall_tau_flops_vs_int8"].get<double>(),
-                                 summary["kendall_tau_fp32_vs_int8"].get<double>(),
-                                 summary["kendall_tau_flops_vs_fp32"].get<double>());
+  std::string text =
+      machine_line(p.threads) + "\n" +
+      fmt::format(
+          "{} random subnets of {}\nKendall tau FLOPs vs INT8 latency: {:.3f}\n"
+          "Kendall tau FP32 vs INT8 latency:  {:.3f}\nKendall tau FLOPs vs FP32 latency: {:.3f}\n",
+          rows.size(), sp.encode(), summary["kendall_tau_flops_vs_int8"].get<double>(),
+          summary["kendall_tau_fp32_vs_int8"].get<double>(),
+          summary["kendall_tau_flops_vs_fp32"].get<double>());
   ScatterSeries fl{"FLOPs vs INT8", {}}, fp{"FP32 vs INT8", {}};
-  for (const auto& r : rows) fl.points.emplace_back(r.mflops, r.int8_ms), fp.points.emplace_back(r.fp32_ms, r.int8_ms);
+  for (const auto& r : rows)
+    fl.points.emplace_back(r.mflops, r.int8_ms), fp.points.emplace_back(r.fp32_ms, r.int8_ms);
   write_file_atomic((fs::path(a.out_dir) / "flops_vs_int8.svg").string(),
                     scatter_svg("FLOPs vs INT8 latency", "MFLOPs", "INT8 latency (ms)", {fl}));
   write_file_atomic((fs::path(a.out_dir) / "fp32_vs_int8.svg").string(),
@@ -298,13 +331,14 @@ void run_profile_subnets(const ProtocolArgs& p, const SubnetArgs& a, bool as_jso
       pm.points.emplace_back(r.int8_ms, r.predicted_ms);
     }
     const double n = static_cast<double>(rows.size());
-    summary["predictor"] = {{"within_10pct", within / n}, {"rmse_ms", std::sqrt(se / n)}, {"rmspe", std::sqrt(spe / n)},
-                            {"slope", lut->slope()}, {"intercept", lut->intercept()}, {"lut_entries", lut->size()}};
+    summary["predictor"] = {{"within_10pct", within / n},    {"rmse_ms", std::sqrt(se / n)},
+                            {"rmspe", std::sqrt(spe / n)},   {"global_slope", lut->global_slope()},
+                            {"intercept", lut->intercept()}, {"lut_entries", lut->size()}};
     text += fmt::format("predictor: {:.1f}% within +-10%, RMSE {:.3f} ms, RMSPE {:.2f}% ({} LUT entries)\n",
                         100.0 * within / n, std::sqrt(se / n), 100.0 * std::sqrt(spe / n), lut->size());
     write_file_atomic((fs::path(a.out_dir) / "predicted_vs_measured.svg").string(),
-                      scatter_svg("INT8 latency: LUT prediction vs measurement", "measured (ms)", "predicted (ms)",
-                                  {pm}, true));
+                      scatter_svg("INT8 latency: LUT prediction vs measurement", "measured (ms)",
+                                  "predicted (ms)", {pm}, true));
   }
   std::printf("%s", as_json ? (summary.dump(2) + "\n").c_str() : text.c_str());
   write_outputs(a.out_dir, "summary", summary, text);
@@ -314,15 +348,17 @@ void run_lut_build(const ProtocolArgs& p, const std::string& space_text, std::ve
                    const std::string& out, const std::string& precision) {
   const auto sp = space::parse_space_or_published(space_text);
   if (resolutions.empty()) resolutions = sp.hyperspace().resolutions;
-  const runtime::ProfileKey key = runtime::this_machine(p.threads, runtime::to_string(runtime::parse_precision(precision)));
+  const runtime::ProfileKey key =
+      runtime::this_machine(p.threads, runtime::to_string(runtime::parse_precision(precision)));
   LatencyLut lut = fs::exists(out) ? LatencyLut::load(out, key) : LatencyLut(key);
   const auto blocks = enumerate_blocks(sp, resolutions);
   std::fprintf(stderr, "%s\n%s: %zu distinct blocks at %zu resolution(s); %zu already in %s\n",
-               machine_line(p.threads).c_str(), sp.encode().c_str(), blocks.size(), resolutions.size(), lut.size(),
-               out.c_str());
+               machine_line(p.threads).c_str(), sp.encode().c_str(), blocks.size(), resolutions.size(),
+               lut.size(), out.c_str());
   std::unique_ptr<ProgressLine> progress;
   const size_t measured = lut.fill(blocks, p.options(), [&](size_t done, size_t total) {
-    if (!progress) progress = std::make_unique<ProgressLine>("latency LUT", static_cast<std::int64_t>(total), "blocks");
+    if (!progress)
+      progress = std::make_unique<ProgressLine>("latency LUT", static_cast<std::int64_t>(total), "blocks");
     progress->update(static_cast<std::int64_t>(done));
     if (done % 200 == 0) lut.save(out);  // a killed build keeps what it measured
   });
@@ -333,21 +369,23 @@ void run_lut_build(const ProtocolArgs& p, const std::string& space_text, std::ve
 
 }  // namespace
 
-void add_profile_commands(CLI::App& app) {
+CLI::App& add_profile_commands(CLI::App& app) {
   auto* profile = app.add_subcommand("profile", "Measure FP32 and INT8 latency on this CPU (oneDNN engine)");
   profile->require_subcommand(1);
 
   static ProtocolArgs protocol;
   static std::string out_dir;
   static bool as_json = false;
-  auto* ops = profile->add_subcommand("ops", "INT8 speedup of Conv/DWConv/SE/Hardswish/Swish at MobileNetV3-Large shapes");
+  auto* ops = profile->add_subcommand(
+      "ops", "INT8 speedup of Conv/DWConv/SE/Hardswish/Swish at MobileNetV3-Large shapes");
   add_protocol_options(ops, protocol);
   ops->add_option("--out", out_dir, "also write ops.{json,txt} into this directory");
   ops->add_flag("--json", as_json, "print JSON");
   ops->callback([] { run_profile_ops(protocol, out_dir, as_json); });
 
   static std::vector<std::string> models;
-  auto* zoo = profile->add_subcommand("models", "FP32/INT8 latency of the published SEQnets and MobileNet baselines");
+  auto* zoo =
+      profile->add_subcommand("models", "FP32/INT8 latency of the published SEQnets and MobileNet baselines");
   add_protocol_options(zoo, protocol);
   zoo->add_option("--models", models, "only these (e.g. SEQnet@vnni-A0 mobilenet_v3_large)");
   zoo->add_option("--out", out_dir, "also write models.{json,txt} into this directory");
@@ -356,15 +394,19 @@ void add_profile_commands(CLI::App& app) {
 
   static SubnetArgs subnets;
   auto* sub = profile->add_subcommand(
-      "subnets", "Random subnets: FLOPs vs FP32 vs INT8 latency (Kendall tau) and, with --lut, the predictor's error");
+      "subnets",
+      "Random subnets: FLOPs vs FP32 vs INT8 latency (Kendall tau) and, with --lut, the predictor's error");
   add_protocol_options(sub, protocol);
   sub->add_option("--space", subnets.space, "space encoding or published name")->required();
   sub->add_option("--count", subnets.count, "random subnets to measure");
   sub->add_option("--resolutions", subnets.resolutions, "draw resolutions from these (default: the space's)");
-  sub->add_option("--lut", subnets.lut, "latency LUT file: filled with what is missing, then used to predict");
-  sub->add_option("--calibration", subnets.calibration, "extra subnets (another seed) that fit the LUT correction");
+  sub->add_option("--lut", subnets.lut,
+                  "latency LUT file: filled with what is missing, then used to predict");
+  sub->add_option("--calibration", subnets.calibration,
+                  "extra subnets (another seed) that fit the LUT correction");
   sub->add_option("--seed", subnets.seed, "sampling seed");
-  sub->add_option("--out", subnets.out_dir, "directory for subnets.csv, summary.{json,txt} and the SVG plots");
+  sub->add_option("--out", subnets.out_dir,
+                  "directory for subnets.csv, summary.{json,txt} and the SVG plots");
   sub->add_flag("--json", as_json, "print JSON");
   sub->callback([] { run_profile_subnets(protocol, subnets, as_json); });
 
@@ -372,13 +414,15 @@ void add_profile_commands(CLI::App& app) {
   static std::vector<int> lut_resolutions;
   auto* lut = app.add_subcommand("latency-lut", "Block-level latency LUT on this machine");
   lut->require_subcommand(1);
-  auto* build = lut->add_subcommand("build", "Measure every block a space can produce (resumable: existing entries are kept)");
+  auto* build = lut->add_subcommand(
+      "build", "Measure every block a space can produce (resumable: existing entries are kept)");
   add_protocol_options(build, protocol);
   build->add_option("--space", lut_space, "space encoding or published name")->required();
   build->add_option("--resolutions", lut_resolutions, "input resolutions (default: the space's)");
   build->add_option("--precision", lut_precision, "int8 or fp32");
   build->add_option("--out", lut_out, "LUT file (JSON)")->required();
   build->callback([] { run_lut_build(protocol, lut_space, lut_resolutions, lut_out, lut_precision); });
+  return *profile;
 }
 
 }  // namespace qnas::cli

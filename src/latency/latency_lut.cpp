@@ -1,5 +1,6 @@
 #include "latency/latency_lut.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -9,8 +10,8 @@
 namespace qnas::latency {
 
 std::string LatencyLut::block_key(const space::BlockSpec& b) {
-  return fmt::format("{} k{} e{} c{}-{} s{} hw{}", b.type->name, b.kernel, space::format_expand(b.expand), b.cin,
-                     b.cout, b.stride, b.in_hw);
+  return fmt::format("{} k{} e{} c{}-{} s{} hw{}", b.type->name, b.kernel, space::format_expand(b.expand),
+                     b.cin, b.cout, b.stride, b.in_hw);
 }
 
 const LutEntry* LatencyLut::find(const space::BlockSpec& block) const {
@@ -18,7 +19,8 @@ const LutEntry* LatencyLut::find(const space::BlockSpec& block) const {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
-LutEntry measure_block(const space::BlockSpec& block, const runtime::ProfileKey& key, const MeasureOptions& options) {
+LutEntry measure_block(const space::BlockSpec& block, const runtime::ProfileKey& key,
+                       const MeasureOptions& options) {
   const bool reads_image = block.stage == "first_conv";
   const PlanTiming t = time_program(runtime::lower_block(block), runtime::parse_precision(key.precision),
                                     key.threads, options, reads_image);
@@ -45,42 +47,128 @@ double LatencyLut::block_sum(const space::ArchSpec& spec) const {
   for (const auto& b : spec.blocks) {
     const LutEntry* e = find(b);
     if (!e) {
-      fail("block '{}' of {} is not in the latency LUT: profile it first (qnas latency-lut build, or "
-           "qnas profile subnets --lut, which fills what is missing)",
-           block_key(b), spec.subnet);
+      fail(
+          "block '{}' of {} is not in the latency LUT: profile it first (qnas latency-lut build, or "
+          "qnas profile subnets --lut, which fills what is missing)",
+          block_key(b), spec.subnet);
     }
     sum += e->median_ms;
   }
   return sum;
 }
 
-double LatencyLut::predict(const space::ArchSpec& spec) const { return slope_ * block_sum(spec) + intercept_; }
+std::vector<std::pair<std::string, double>> LatencyLut::stage_sums(const space::ArchSpec& spec) const {
+  block_sum(spec);  // fails naming a missing block
+  std::vector<std::pair<std::string, double>> sums;
+  for (const auto& b : spec.blocks) {
+    if (sums.empty() || sums.back().first != b.stage) sums.emplace_back(b.stage, 0.0);
+    sums.back().second += find(b)->median_ms;
+  }
+  return sums;
+}
 
-void LatencyLut::fit_correction(const std::vector<double>& x, const std::vector<double>& y) {
-  if (x.size() != y.size() || x.size() < 2) fail("a latency correction needs at least two measured networks");
+double LatencyLut::slope(const std::string& stage) const {
+  const auto it = stage_slopes_.find(stage);
+  return it == stage_slopes_.end() ? slope_ : it->second;
+}
+
+double LatencyLut::predict(const space::ArchSpec& spec) const {
+  double total = intercept_;
+  for (const auto& [stage, sum] : stage_sums(spec)) total += slope(stage) * sum;
+  return total;
+}
+
+namespace {
+
+// Solves the small dense system a x = b by Gaussian elimination with partial pivoting.
+std::vector<double> solve(std::vector<std::vector<double>> a, std::vector<double> b) {
+  const size_t n = b.size();
+  for (size_t c = 0; c < n; ++c) {
+    size_t pivot = c;
+    for (size_t r = c + 1; r < n; ++r) {
+      if (std::fabs(a[r][c]) > std::fabs(a[pivot][c])) pivot = r;
+    }
+    std::swap(a[c], a[pivot]);
+    std::swap(b[c], b[pivot]);
+    if (std::fabs(a[c][c]) < 1e-300)
+      fail("latency correction: the calibration networks do not determine the fit");
+    for (size_t r = c + 1; r < n; ++r) {
+      const double f = a[r][c] / a[c][c];
+      for (size_t k = c; k < n; ++k) a[r][k] -= f * a[c][k];
+      b[r] -= f * b[c];
+    }
+  }
+  std::vector<double> x(n);
+  for (size_t c = n; c-- > 0;) {
+    double v = b[c];
+    for (size_t k = c + 1; k < n; ++k) v -= a[c][k] * x[k];
+    x[c] = v / a[c][c];
+  }
+  return x;
+}
+
+}  // namespace
+
+void LatencyLut::fit_correction(const std::vector<space::ArchSpec>& specs, const std::vector<double>& y) {
+  if (specs.size() != y.size() || specs.size() < 2)
+    fail("a latency correction needs at least two measured networks");
+  // Global line first: it is the prior every stage slope is pulled towards.
+  std::vector<double> x;
+  for (const auto& spec : specs) x.push_back(block_sum(spec));
+  const double n = static_cast<double>(x.size());
   double mx = 0, my = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    mx += x[i];
-    my += y[i];
-  }
-  mx /= static_cast<double>(x.size());
-  my /= static_cast<double>(x.size());
+  for (size_t i = 0; i < x.size(); ++i) mx += x[i] / n, my += y[i] / n;
   double sxy = 0, sxx = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    sxy += (x[i] - mx) * (y[i] - my);
-    sxx += (x[i] - mx) * (x[i] - mx);
-  }
+  for (size_t i = 0; i < x.size(); ++i) sxy += (x[i] - mx) * (y[i] - my), sxx += (x[i] - mx) * (x[i] - mx);
   slope_ = sxx > 0 ? sxy / sxx : 1.0;
   intercept_ = my - slope_ * mx;
+
+  std::vector<std::string> stages;
+  std::vector<std::vector<double>> rows;
+  for (const auto& spec : specs) {
+    std::vector<double> row(stages.size(), 0.0);
+    for (const auto& [stage, sum] : stage_sums(spec)) {
+      auto it = std::find(stages.begin(), stages.end(), stage);
+      if (it == stages.end()) {
+        stages.push_back(stage);
+        for (auto& r : rows) r.push_back(0.0);
+        row.push_back(0.0);
+        it = stages.end() - 1;
+      }
+      row[static_cast<size_t>(it - stages.begin())] += sum;
+    }
+    rows.push_back(row);
+  }
+  // Unknowns: one slope per stage, then the intercept. Ridge on the slopes towards the global slope.
+  const size_t d = stages.size() + 1;
+  std::vector<std::vector<double>> a(d, std::vector<double>(d, 0.0));
+  std::vector<double> b(d, 0.0);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::vector<double> f = rows[i];
+    f.push_back(1.0);
+    for (size_t p = 0; p < d; ++p) {
+      for (size_t q = 0; q < d; ++q) a[p][q] += f[p] * f[q];
+      b[p] += f[p] * y[i];
+    }
+  }
+  double trace = 0;
+  for (size_t p = 0; p + 1 < d; ++p) trace += a[p][p];
+  const double lambda = 0.5 * trace / static_cast<double>(d - 1);
+  for (size_t p = 0; p + 1 < d; ++p) a[p][p] += lambda, b[p] += lambda * slope_;
+  const std::vector<double> solution = solve(a, b);
+  stage_slopes_.clear();
+  for (size_t p = 0; p + 1 < d; ++p) stage_slopes_[stages[p]] = solution[p];
+  intercept_ = solution.back();
 }
 
 void LatencyLut::save(const std::string& path) const {
   nlohmann::json entries = nlohmann::json::object();
   for (const auto& [k, e] : entries_) entries[k] = {e.median_ms, e.p90_ms, e.cv};
-  nlohmann::json j = {{"format", "qnas-latency-lut-1"},
-                      {"profile", runtime::to_json(key_)},
-                      {"correction", {{"slope", slope_}, {"intercept", intercept_}}},
-                      {"entries", entries}};
+  nlohmann::json j = {
+      {"format", "qnas-latency-lut-1"},
+      {"profile", runtime::to_json(key_)},
+      {"correction", {{"slope", slope_}, {"intercept", intercept_}, {"stage_slopes", stage_slopes_}}},
+      {"entries", entries}};
   write_json_atomic(path, j);
 }
 
@@ -95,6 +183,7 @@ LatencyLut LatencyLut::load(const std::string& path, const runtime::ProfileKey& 
     runtime::require_same_profile(expected, lut.key_, what);
     lut.slope_ = j.at("correction").at("slope").get<double>();
     lut.intercept_ = j.at("correction").at("intercept").get<double>();
+    lut.stage_slopes_ = j.at("correction").value("stage_slopes", std::map<std::string, double>{});
     for (const auto& [k, v] : j.at("entries").items()) {
       if (!v.is_array() || v.size() != 3) fail("{}: entry '{}' is not [median_ms, p90_ms, cv]", what, k);
       const LutEntry e{v[0].get<double>(), v[1].get<double>(), v[2].get<double>()};
@@ -120,7 +209,8 @@ std::vector<space::BlockSpec> distinct_blocks(const std::vector<space::ArchSpec>
   return out;
 }
 
-std::vector<space::BlockSpec> enumerate_blocks(const space::SearchSpace& space, const std::vector<int>& resolutions) {
+std::vector<space::BlockSpec> enumerate_blocks(const space::SearchSpace& space,
+                                               const std::vector<int>& resolutions) {
   std::vector<space::BlockSpec> out;
   std::set<std::string> seen;
   auto keep = [&](std::vector<space::BlockSpec> blocks) {
@@ -135,7 +225,8 @@ std::vector<space::BlockSpec> enumerate_blocks(const space::SearchSpace& space, 
     for (int s = 0; s < space.num_stages(); ++s) {
       const space::StageChoices& st = space.stage(s);
       const bool elastic = s < space.num_subnet_stages();
-      const std::vector<int> kernels = elastic ? st.block->kernels : std::vector<int>{st.block->kernels.front()};
+      const std::vector<int> kernels =
+          elastic ? st.block->kernels : std::vector<int>{st.block->kernels.front()};
       const std::vector<double> expands =
           elastic && st.block->has_expand() ? st.block->expands : std::vector<double>{0.0};
       const std::vector<int> widths = elastic ? st.widths : std::vector<int>{st.widths.front()};

@@ -43,27 +43,35 @@ class LatencyLut {
 
   // Sum of block entries; fails naming the first block missing.
   double block_sum(const space::ArchSpec& spec) const;
-  // block_sum corrected by the fitted line.
+  // Per-stage sums of block entries, in network order.
+  std::vector<std::pair<std::string, double>> stage_sums(const space::ArchSpec& spec) const;
+  // The corrected prediction: sum over stages of slope(stage) * stage sum, plus the intercept.
   double predict(const space::ArchSpec& spec) const;
-  // Least-squares fit of measured = slope * block_sum + intercept.
-  void fit_correction(const std::vector<double>& block_sums, const std::vector<double>& measured_ms);
-  double slope() const { return slope_; }
+  // Fits the correction on measured networks: a per-stage slope (a block alone runs with its weights hot
+  // in cache, inside a network they arrive cold, and how much that costs depends on the stage's weight
+  // size), ridge-regularised towards one global slope so stages seen rarely stay sane.
+  void fit_correction(const std::vector<space::ArchSpec>& specs, const std::vector<double>& measured_ms);
+  double slope(const std::string& stage) const;
+  double global_slope() const { return slope_; }
   double intercept() const { return intercept_; }
 
  private:
   runtime::ProfileKey key_;
   std::map<std::string, LutEntry> entries_;
   double slope_ = 1.0, intercept_ = 0.0;
+  std::map<std::string, double> stage_slopes_;
 };
 
 // Every distinct block the space's subnets can contain at the given resolutions (what `latency-lut build`
 // profiles), fixed stages included.
-std::vector<space::BlockSpec> enumerate_blocks(const space::SearchSpace& space, const std::vector<int>& resolutions);
+std::vector<space::BlockSpec> enumerate_blocks(const space::SearchSpace& space,
+                                               const std::vector<int>& resolutions);
 
 // The distinct blocks of a set of networks.
 std::vector<space::BlockSpec> distinct_blocks(const std::vector<space::ArchSpec>& specs);
 
 // Times one block as it runs inside a network (the first conv block includes the image conversion).
-LutEntry measure_block(const space::BlockSpec& block, const runtime::ProfileKey& key, const MeasureOptions& options);
+LutEntry measure_block(const space::BlockSpec& block, const runtime::ProfileKey& key,
+                       const MeasureOptions& options);
 
 }  // namespace qnas::latency

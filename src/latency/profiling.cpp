@@ -10,17 +10,19 @@ using runtime::OpKind;
 using runtime::Program;
 
 runtime::QuantParams timing_quant(const Program& program, const runtime::Weights& weights) {
-  runtime::QuantParams q = runtime::make_quant_params(program, weights, std::vector<float>(program.tensors.size(), 4.0f));
+  runtime::QuantParams q =
+      runtime::make_quant_params(program, weights, std::vector<float>(program.tensors.size(), 4.0f));
   for (auto& s : q.steps) s.mid_scale = 4.0f / 255.0f;
   return q;
 }
 
-PlanTiming time_program(const Program& program, Precision precision, int threads, const MeasureOptions& options,
-                        bool include_input_conversion, std::uint64_t seed) {
+PlanTiming time_program(const Program& program, Precision precision, int threads,
+                        const MeasureOptions& options, bool include_input_conversion, std::uint64_t seed) {
   const runtime::Weights weights = runtime::random_weights(program, seed);
   const runtime::QuantParams quant = timing_quant(program, weights);
   runtime::OnednnPlan plan(program, weights, precision, threads, &quant);
-  std::vector<float> input(static_cast<size_t>(program.in_channels) * program.resolution * program.resolution, 0.5f);
+  std::vector<float> input(static_cast<size_t>(program.in_channels) * program.resolution * program.resolution,
+                           0.5f);
   plan.run(input);
   PlanTiming t;
   t.timing = runtime::measure([&] { plan.execute(include_input_conversion); }, options);
@@ -29,7 +31,8 @@ PlanTiming time_program(const Program& program, Precision precision, int threads
   return t;
 }
 
-PlanTiming time_arch(const space::ArchSpec& spec, Precision precision, int threads, const MeasureOptions& options) {
+PlanTiming time_arch(const space::ArchSpec& spec, Precision precision, int threads,
+                     const MeasureOptions& options) {
   return time_program(runtime::lower(spec), precision, threads, options);
 }
 
@@ -58,7 +61,8 @@ std::vector<OpRow> profile_ops(int threads, const MeasureOptions& options, int r
   OpRow conv{"Conv", 0, 0, 0, 2.6, 2.5, "dense convs incl. 1x1, BN folded, activation not included"};
   OpRow dw{"DWConv", 0, 0, 0, 1.2, 2.0, "depthwise convs, BN folded, activation not included"};
   OpRow se{"SE", 0, 0, 0, 0.7, 1.4, "pool + 1x1 relu + 1x1 hsigmoid + multiply"};
-  OpRow hswish{"Hardswish", 0, 0, 0, 0.7, 0.5, "standalone (unfused) on every tensor MobileNetV3 applies it to"};
+  OpRow hswish{
+      "Hardswish", 0, 0, 0, 0.7, 0.5, "standalone (unfused) on every tensor MobileNetV3 applies it to"};
   OpRow swish{"Swish", 0, 0, 0, 0.8, 2.1, "standalone, on the same tensors as Hardswish"};
   auto add = [&](OpRow& row, const auto& time_one) {
     row.layers++;
@@ -81,8 +85,9 @@ std::vector<OpRow> profile_ops(int threads, const MeasureOptions& options, int r
         for (auto* row : {&hswish, &swish}) {
           const auto act = row == &hswish ? space::Activation::kHswish : space::Activation::kSwish;
           add(*row, [&](Precision precision) {
-            return runtime::measure(runtime::standalone_activation(act, layer.cout, layer.out_hw, precision, threads),
-                                    options)
+            return runtime::measure(
+                       runtime::standalone_activation(act, layer.cout, layer.out_hw, precision, threads),
+                       options)
                 .median_ms;
           });
         }

@@ -28,7 +28,8 @@ struct PlanTiming {
 PlanTiming time_program(const runtime::Program& program, Precision precision, int threads,
                         const MeasureOptions& options, bool include_input_conversion = true,
                         std::uint64_t seed = 1);
-PlanTiming time_arch(const space::ArchSpec& spec, Precision precision, int threads, const MeasureOptions& options);
+PlanTiming time_arch(const space::ArchSpec& spec, Precision precision, int threads,
+                     const MeasureOptions& options);
 
 // Quantisation parameters good enough to time a plan with: every tensor at one scale, weights per channel.
 runtime::QuantParams timing_quant(const runtime::Program& program, const runtime::Weights& weights);

@@ -17,6 +17,8 @@ Timing summarize(std::vector<double> samples) {
   const size_t n = samples.size();
   t.runs = static_cast<int>(n);
   t.median_ms = n % 2 ? samples[n / 2] : 0.5 * (samples[n / 2 - 1] + samples[n / 2]);
+  t.min_ms = samples.front();
+  t.p10_ms = samples[static_cast<size_t>(0.1 * static_cast<double>(n - 1))];
   t.p90_ms = samples[std::min(n - 1, static_cast<size_t>(std::ceil(0.9 * static_cast<double>(n))) - 1)];
   double sum = 0;
   for (double s : samples) sum += s;
@@ -79,11 +81,8 @@ void require_same_profile(const ProfileKey& expected, const ProfileKey& found, c
 }
 
 nlohmann::json to_json(const Timing& t) {
-  return {{"median_ms", t.median_ms},
-          {"p90_ms", t.p90_ms},
-          {"mean_ms", t.mean_ms},
-          {"cv", t.cv},
-          {"runs", t.runs}};
+  return {{"median_ms", t.median_ms}, {"p90_ms", t.p90_ms}, {"min_ms", t.min_ms}, {"p10_ms", t.p10_ms},
+          {"mean_ms", t.mean_ms},     {"cv", t.cv},         {"runs", t.runs}};
 }
 
 nlohmann::json to_json(const ProfileKey& k) {

@@ -20,6 +20,8 @@ struct MeasureOptions {
 struct Timing {
   double median_ms = 0;
   double p90_ms = 0;
+  double min_ms = 0;
+  double p10_ms = 0;
   double mean_ms = 0;
   double cv = 0;  // standard deviation / mean
   int runs = 0;

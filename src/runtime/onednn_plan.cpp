@@ -509,7 +509,8 @@ std::function<void()> standalone_activation(Activation activation, int channels,
   }
   const memory::desc f32_md({1, channels, hw, hw}, dt::f32, int8 ? tag::nhwc : tag::nChw16c);
   dnnl::eltwise_forward::desc desc(prop_kind::forward_inference, alg, f32_md, alpha, 0.0f);
-  auto eltwise = std::make_shared<dnnl::eltwise_forward>(dnnl::eltwise_forward::primitive_desc(desc, *engine));
+  auto eltwise =
+      std::make_shared<dnnl::eltwise_forward>(dnnl::eltwise_forward::primitive_desc(desc, *engine));
   auto a = std::make_shared<memory>(f32_md, *engine);
   auto b = std::make_shared<memory>(f32_md, *engine);
   std::memset(a->get_data_handle(), 0, f32_md.get_size());
@@ -528,8 +529,10 @@ std::function<void()> standalone_activation(Activation activation, int channels,
   primitive_attr dequant_attr, quant_attr;
   dequant_attr.set_output_scales(0, {0.05f});
   quant_attr.set_output_scales(0, {20.0f});
-  auto dequant = std::make_shared<dnnl::reorder>(dnnl::reorder::primitive_desc(*engine, md, *engine, f32_md, dequant_attr));
-  auto quant = std::make_shared<dnnl::reorder>(dnnl::reorder::primitive_desc(*engine, f32_md, *engine, md, quant_attr));
+  auto dequant = std::make_shared<dnnl::reorder>(
+      dnnl::reorder::primitive_desc(*engine, md, *engine, f32_md, dequant_attr));
+  auto quant = std::make_shared<dnnl::reorder>(
+      dnnl::reorder::primitive_desc(*engine, f32_md, *engine, md, quant_attr));
   return [=] {
     omp_set_num_threads(threads);
     dequant->execute(*stream, *codes_in, *a);

@@ -1,0 +1,31 @@
+#pragma once
+// Export a lowered network to ONNX: FP32, or INT8 in QDQ form (QuantizeLinear/DequantizeLinear pairs with the
+// runtime's scales on every activation tensor, s8 per-channel weights and s32 biases behind
+// DequantizeLinear), so ONNX Runtime runs it with its own INT8 kernels. Every model passes the ONNX checker
+// before it is written.
+#include <string>
+
+#include "runtime/onednn_plan.h"
+#include "runtime/program.h"
+#include "runtime/quant.h"
+
+namespace qnas::exporter {
+
+struct OnnxOptions {
+  runtime::Precision precision = runtime::Precision::kFp32;
+  int opset = 17;
+  std::string graph_name = "qnas";
+};
+
+// Serialized ModelProto. INT8 needs `quant`.
+std::string export_onnx(const runtime::Program& program, const runtime::Weights& weights,
+                        const runtime::QuantParams* quant, const OnnxOptions& options);
+
+// export_onnx, checked and written atomically.
+void write_onnx(const std::string& path, const runtime::Program& program, const runtime::Weights& weights,
+                const runtime::QuantParams* quant, const OnnxOptions& options);
+
+// Runs the ONNX checker on a serialized model; fails with its message.
+void check_onnx(const std::string& serialized, const std::string& what);
+
+}  // namespace qnas::exporter
