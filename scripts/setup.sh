@@ -23,6 +23,9 @@ missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+# Node.js + npm run the ONNX Runtime cross-check harness (tools/ort-harness). A machine may already have
+# them from elsewhere (e.g. NodeSource, whose nodejs bundles npm), so only the commands are checked.
+command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   sudo_cmd=()
@@ -34,6 +37,19 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   echo "setup: all Debian packages present"
+fi
+
+# ONNX Runtime for the cross-check: onnxruntime-node ships libonnxruntime itself, so its install script (which
+# would download GPU binaries) is skipped. The lock file pins the version; an existing install is kept.
+harness=tools/ort-harness
+if [[ ! -d $harness/node_modules/onnxruntime-node ]]; then
+  if command -v npm >/dev/null; then
+    echo "setup: installing onnxruntime-node into $harness"
+    (cd "$harness" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) ||
+      echo "setup: WARNING: npm install failed; 'qnas profile ort' will not run until it succeeds" >&2
+  else
+    echo "setup: WARNING: npm not found; 'qnas profile ort' needs it" >&2
+  fi
 fi
 
 build_dir=${QNAS_BUILD_DIR:-build}

@@ -37,6 +37,11 @@ space::ArchSpec resolve_model(const ModelChoice& m) {
     for (const auto& name : space::baseline_names()) {
       if (name == m.model) return space::find_baseline(name, m.resolution > 0 ? m.resolution : 224);
     }
+    std::string known;
+    for (const auto& s : space::published_subnets()) known += " " + s.name;
+    for (const auto& b : space::baseline_names()) known += " " + b;
+    if (known.find(" " + m.model) == std::string::npos)
+      fail("unknown model '{}': choose one of{}", m.model, known);
     const auto& published = space::find_published_subnet(m.model);
     return space::build_arch_spec(
         space::SearchSpace::parse(space::find_published_space(published.space_name).encoding),

@@ -1,0 +1,126 @@
+// The latency LUT and predictor: keys, enumeration coverage, file round trip, refusal to mix machines,
+// corrupt files, and the correction fit. Timings here are tiny and only checked for sanity, never speed.
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "core/fs.h"
+#include "latency/latency_lut.h"
+#include "runtime/measure.h"
+#include "runtime_fixture.h"
+#include "test_util.h"
+
+using namespace qnas;
+using namespace qnas::latency;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("qnas-latency-test-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+const MeasureOptions kQuick{1, 50, 0.0};
+
+TEST(Measure, SummaryStatistics) {
+  const Timing t = runtime::summarize({5, 1, 4, 2, 3});
+  EXPECT_DOUBLE_EQ(t.median_ms, 3);
+  EXPECT_DOUBLE_EQ(t.min_ms, 1);
+  EXPECT_DOUBLE_EQ(t.p90_ms, 5);
+  EXPECT_DOUBLE_EQ(t.mean_ms, 3);
+  EXPECT_NEAR(t.cv, std::sqrt(2.5) / 3.0, 1e-12);
+  EXPECT_EQ(t.runs, 5);
+}
+
+TEST(Measure, RunsAtLeastTheRequestedCount) {
+  int calls = 0;
+  const Timing t = runtime::measure([&] { ++calls; }, {3, 50, 0.0});
+  EXPECT_EQ(calls, 53);
+  EXPECT_EQ(t.runs, 50);
+  EXPECT_CONTAINS(qnas::testing::error_message([] { runtime::measure([] {}, {0, 0, 0.0}); }), "at least one");
+}
+
+TEST(ProfileKey, RefusesAnotherMachineOrSetting) {
+  const auto here = runtime::this_machine(1, "int8");
+  auto elsewhere = here;
+  elsewhere.cpu = "Some Other CPU";
+  runtime::require_same_profile(here, here, "profile");
+  EXPECT_CONTAINS(
+      qnas::testing::error_message([&] { runtime::require_same_profile(here, elsewhere, "profile x"); }),
+      "profile x was measured on [Some Other CPU");
+  auto two_threads = here;
+  two_threads.threads = 2;
+  EXPECT_CONTAINS(
+      qnas::testing::error_message([&] { runtime::require_same_profile(here, two_threads, "p"); }),
+      "cannot be mixed");
+}
+
+TEST(LatencyLut, EnumerationCoversEverySampledSubnet) {
+  const auto space = space::SearchSpace::parse("fmnistw-151122-000000");
+  const auto all = enumerate_blocks(space, {20, 28});
+  LatencyLut lut(runtime::this_machine(1, "int8"));
+  for (const auto& b : all) lut.put(b, {1.0, 1.0, 0.0});
+  EXPECT_EQ(lut.size(), all.size());  // keys are distinct
+  Rng rng(3);
+  for (int i = 0; i < 200; ++i) {
+    space::Subnet subnet = space::sample_random(space, rng);
+    subnet.resolution = i % 2 ? 20 : 28;
+    const auto spec = space::build_arch_spec(space, subnet);
+    EXPECT_DOUBLE_EQ(lut.block_sum(spec), static_cast<double>(spec.blocks.size())) << spec.subnet;
+  }
+}
+
+TEST(LatencyLut, MissingBlockIsNamed) {
+  const auto spec = qnas::testing::random_arch("fmnistw-151122-000000", 1, 20);
+  LatencyLut lut(runtime::this_machine(1, "int8"));
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { lut.predict(spec); }), "is not in the latency LUT");
+}
+
+TEST(LatencyLut, FillMeasuresEachDistinctBlockOnceAndRoundTrips) {
+  const auto a = qnas::testing::random_arch("fmnistw-151122-000000", 1, 20);
+  const auto b = qnas::testing::random_arch("fmnistw-151122-000000", 2, 20);
+  LatencyLut lut(runtime::this_machine(1, "int8"));
+  const auto blocks = distinct_blocks({a, b, a});
+  EXPECT_EQ(lut.fill(blocks, kQuick), blocks.size());
+  EXPECT_EQ(lut.fill(blocks, kQuick), 0u);  // reused, nothing measured again
+  EXPECT_GT(lut.block_sum(a), 0.0);
+  lut.fit_correction({a, b, a, b}, {lut.block_sum(a) * 1.2 + 0.01, lut.block_sum(b) * 1.2 + 0.01,
+                                    lut.block_sum(a) * 1.2 + 0.01, lut.block_sum(b) * 1.2 + 0.01});
+  EXPECT_NEAR(lut.global_slope(), 1.2, 1e-6);
+  EXPECT_NEAR(lut.predict(a), lut.block_sum(a) * 1.2 + 0.01, 1e-3 * lut.predict(a));
+  const auto path = scratch("lut.json");
+  lut.save(path.string());
+  const LatencyLut loaded = LatencyLut::load(path.string(), lut.key());
+  EXPECT_EQ(loaded.size(), lut.size());
+  EXPECT_DOUBLE_EQ(loaded.predict(a), lut.predict(a));
+  auto fp32 = lut.key();
+  fp32.precision = "fp32";
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { LatencyLut::load(path.string(), fp32); }),
+                  "cannot be mixed");
+}
+
+TEST(LatencyLut, CorruptOrMissingFilesAreRefused) {
+  const auto key = runtime::this_machine(1, "int8");
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { LatencyLut::load("/nonexistent/lut.json", key); }),
+                  "/nonexistent/lut.json");
+  const auto truncated = scratch("truncated.json");
+  write_file_atomic(truncated, "{\"format\": \"qnas-latency-lut-1\", \"profile\": ");
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { LatencyLut::load(truncated.string(), key); }),
+                  "truncated.json");
+  const auto no_entries = scratch("no_entries.json");
+  write_json_atomic(no_entries, {{"format", "qnas-latency-lut-1"}, {"profile", runtime::to_json(key)}});
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { LatencyLut::load(no_entries.string(), key); }),
+                  "is corrupt");
+  const auto negative = scratch("negative.json");
+  write_json_atomic(negative, {{"format", "qnas-latency-lut-1"},
+                               {"profile", runtime::to_json(key)},
+                               {"correction", {{"slope", 1.0}, {"intercept", 0.0}}},
+                               {"entries", {{"X k3", {-1.0, 1.0, 0.0}}}}});
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { LatencyLut::load(negative.string(), key); }),
+                  "has latency -1 ms");
+}
+
+}  // namespace
