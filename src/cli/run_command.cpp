@@ -23,6 +23,9 @@
 #ifdef QNAS_HAVE_TORCH
 #include "data/loader.h"
 #endif
+#ifdef QNAS_HAVE_ONEDNN
+#include "latency/profiling.h"
+#endif
 
 namespace qnas::cli {
 namespace {
@@ -141,6 +144,32 @@ json describe_space(const RunArgs& args, std::string& text) {
             {"mflops_p90", quantile(0.9)}}}};
 }
 
+// Real FP32 and INT8 latency of the space's extremes on this CPU (oneDNN, batch 1, one thread).
+json describe_latency(const RunArgs& args, std::string& text) {
+#ifdef QNAS_HAVE_ONEDNN
+  const space::SearchSpace space = space::SearchSpace::parse(args.space);
+  json out = json::object();
+  text += fmt::format("\nlatency on this CPU ({}, {}, isa {}, 1 thread, batch 1, median of 50 runs):\n",
+                      runtime::cpu_model(), runtime::onednn_version(), runtime::onednn_isa());
+  for (const auto& [name, subnet] : {std::pair{"max_subnet", space::max_subnet(space)},
+                                     std::pair{"min_subnet", space::min_subnet(space)}}) {
+    const auto spec = space::build_arch_spec(space, subnet);
+    const auto fp32 = latency::time_arch(spec, runtime::Precision::kFp32, 1, {});
+    const auto int8 = latency::time_arch(spec, runtime::Precision::kInt8, 1, {});
+    text += fmt::format("  {}: FP32 {:.3f} ms, INT8 {:.3f} ms, INT8 speedup {:.2f}x\n", name,
+                        fp32.timing.median_ms, int8.timing.median_ms,
+                        fp32.timing.median_ms / int8.timing.median_ms);
+    out[name] = {{"fp32", runtime::to_json(fp32.timing)}, {"int8", runtime::to_json(int8.timing)}};
+  }
+  out["machine"] = runtime::to_json(runtime::this_machine(1, "int8"));
+  return out;
+#else
+  (void)args;
+  text += "\nlatency: oneDNN not built in; install libdnnl-dev (scripts/setup.sh) for INT8 latency\n";
+  return nullptr;
+#endif
+}
+
 json describe_published(std::string& text) {
   json rows = json::array();
   Table table({"model", "resolution", "MFLOPs", "paper", "params (M)"});
@@ -167,6 +196,7 @@ void run(const RunArgs& args) {
   json summary = {{"preset", args.preset}, {"seed", args.seed}};
   summary["data"] = describe_data(args, text);
   summary["space"] = describe_space(args, text);
+  summary["latency"] = describe_latency(args, text);
   summary["published"] = describe_published(text);
   write_json_atomic(run_dir / "summary.json", summary);
   write_file_atomic(run_dir / "summary.txt", text);
