@@ -14,6 +14,32 @@ std::string LatencyLut::block_key(const space::BlockSpec& b) {
                      b.cin, b.cout, b.stride, b.in_hw);
 }
 
+Statistic parse_statistic(const std::string& text) {
+  if (text == "median") return Statistic::kMedian;
+  if (text == "min") return Statistic::kMin;
+  fail("unknown statistic '{}': use median or min", text);
+}
+
+const char* to_string(Statistic statistic) {
+  return statistic == Statistic::kMin ? "min" : "median";
+}
+
+double pick(const runtime::Timing& timing, Statistic statistic) {
+  return statistic == Statistic::kMin ? timing.min_ms : timing.median_ms;
+}
+
+void LatencyLut::set_statistic(Statistic statistic) {
+  if (statistic == statistic_) return;
+  statistic_ = statistic;
+  slope_ = 1.0;
+  intercept_ = 0.0;
+  stage_slopes_.clear();
+}
+
+double LatencyLut::value(const LutEntry& e) const {
+  return statistic_ == Statistic::kMin && e.min_ms > 0 ? e.min_ms : e.median_ms;
+}
+
 const LutEntry* LatencyLut::find(const space::BlockSpec& block) const {
   const auto it = entries_.find(block_key(block));
   return it == entries_.end() ? nullptr : &it->second;
@@ -24,7 +50,7 @@ LutEntry measure_block(const space::BlockSpec& block, const runtime::ProfileKey&
   const bool reads_image = block.stage == "first_conv";
   const PlanTiming t = time_program(runtime::lower_block(block), runtime::parse_precision(key.precision),
                                     key.threads, options, reads_image);
-  return LutEntry{t.timing.median_ms, t.timing.p90_ms, t.timing.cv};
+  return LutEntry{t.timing.median_ms, t.timing.p90_ms, t.timing.cv, t.timing.min_ms};
 }
 
 std::size_t LatencyLut::fill(const std::vector<space::BlockSpec>& blocks, const MeasureOptions& options,
@@ -52,7 +78,7 @@ double LatencyLut::block_sum(const space::ArchSpec& spec) const {
           "qnas profile subnets --lut, which fills what is missing)",
           block_key(b), spec.subnet);
     }
-    sum += e->median_ms;
+    sum += value(*e);
   }
   return sum;
 }
@@ -62,7 +88,7 @@ std::vector<std::pair<std::string, double>> LatencyLut::stage_sums(const space::
   std::vector<std::pair<std::string, double>> sums;
   for (const auto& b : spec.blocks) {
     if (sums.empty() || sums.back().first != b.stage) sums.emplace_back(b.stage, 0.0);
-    sums.back().second += find(b)->median_ms;
+    sums.back().second += value(*find(b));
   }
   return sums;
 }
@@ -163,12 +189,15 @@ void LatencyLut::fit_correction(const std::vector<space::ArchSpec>& specs, const
 
 void LatencyLut::save(const std::string& path) const {
   nlohmann::json entries = nlohmann::json::object();
-  for (const auto& [k, e] : entries_) entries[k] = {e.median_ms, e.p90_ms, e.cv};
-  nlohmann::json j = {
-      {"format", "qnas-latency-lut-1"},
-      {"profile", runtime::to_json(key_)},
-      {"correction", {{"slope", slope_}, {"intercept", intercept_}, {"stage_slopes", stage_slopes_}}},
-      {"entries", entries}};
+  for (const auto& [k, e] : entries_) entries[k] = {e.median_ms, e.p90_ms, e.cv, e.min_ms};
+  nlohmann::json j = {{"format", "qnas-latency-lut-1"},
+                      {"profile", runtime::to_json(key_)},
+                      {"correction",
+                       {{"statistic", to_string(statistic_)},
+                        {"slope", slope_},
+                        {"intercept", intercept_},
+                        {"stage_slopes", stage_slopes_}}},
+                      {"entries", entries}};
   write_json_atomic(path, j);
 }
 
@@ -183,10 +212,14 @@ LatencyLut LatencyLut::load(const std::string& path, const runtime::ProfileKey& 
     runtime::require_same_profile(expected, lut.key_, what);
     lut.slope_ = j.at("correction").at("slope").get<double>();
     lut.intercept_ = j.at("correction").at("intercept").get<double>();
+    lut.statistic_ = parse_statistic(j.at("correction").value("statistic", std::string("median")));
     lut.stage_slopes_ = j.at("correction").value("stage_slopes", std::map<std::string, double>{});
     for (const auto& [k, v] : j.at("entries").items()) {
-      if (!v.is_array() || v.size() != 3) fail("{}: entry '{}' is not [median_ms, p90_ms, cv]", what, k);
-      const LutEntry e{v[0].get<double>(), v[1].get<double>(), v[2].get<double>()};
+      if (!v.is_array() || (v.size() != 3 && v.size() != 4)) {
+        fail("{}: entry '{}' is not [median_ms, p90_ms, cv, min_ms]", what, k);
+      }
+      const LutEntry e{v[0].get<double>(), v[1].get<double>(), v[2].get<double>(),
+                       v.size() == 4 ? v[3].get<double>() : 0.0};
       if (!(e.median_ms > 0) || !std::isfinite(e.median_ms)) {
         fail("{}: entry '{}' has latency {} ms; delete the file and profile again", what, k, e.median_ms);
       }

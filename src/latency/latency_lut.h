@@ -20,7 +20,15 @@ struct LutEntry {
   double median_ms = 0;
   double p90_ms = 0;
   double cv = 0;
+  double min_ms = 0;  // 0 in files written before it was recorded: the median stands in
 };
+
+// Which per-entry statistic a prediction sums. The protocol's number is the median; the minimum of the timed
+// runs is steadier on a VM whose speed drifts (see docs/int8-latency.md).
+enum class Statistic { kMedian, kMin };
+Statistic parse_statistic(const std::string& text);
+const char* to_string(Statistic statistic);
+double pick(const runtime::Timing& timing, Statistic statistic);
 
 class LatencyLut {
  public:
@@ -32,6 +40,9 @@ class LatencyLut {
 
   static std::string block_key(const space::BlockSpec& block);
   const runtime::ProfileKey& key() const { return key_; }
+  // Changing the statistic drops a correction fitted for the other one.
+  void set_statistic(Statistic statistic);
+  Statistic statistic() const { return statistic_; }
   std::size_t size() const { return entries_.size(); }
   const LutEntry* find(const space::BlockSpec& block) const;
   void put(const space::BlockSpec& block, const LutEntry& entry) { entries_[block_key(block)] = entry; }
@@ -56,7 +67,10 @@ class LatencyLut {
   double intercept() const { return intercept_; }
 
  private:
+  double value(const LutEntry& e) const;
+
   runtime::ProfileKey key_;
+  Statistic statistic_ = Statistic::kMedian;
   std::map<std::string, LutEntry> entries_;
   double slope_ = 1.0, intercept_ = 0.0;
   std::map<std::string, double> stage_slopes_;

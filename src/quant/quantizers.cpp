@@ -1,0 +1,187 @@
+#include "quant/quantizers.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace qnas::quant {
+namespace {
+
+// Every element of one sample shares the activation scale, so LSQ's N is the per-sample element count.
+double activation_grad_factor(const torch::Tensor& x, int qmax) {
+  const double per_sample = x.dim() > 0 && x.size(0) > 0 ? static_cast<double>(x.numel()) / x.size(0) : 1.0;
+  return 1.0 / std::sqrt(per_sample * qmax);
+}
+
+// Quantise-dequantise of (x - offset) / scale into [lo, hi] with STE rounding; gradients reach x (inside
+// the range), scale and offset exactly as LSQ+ derives them.
+torch::Tensor fake_quant(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& offset,
+                         int lo, int hi) {
+  const torch::Tensor v = torch::clamp((x - offset) / scale, lo, hi);
+  return round_pass(v) * scale + offset;
+}
+
+}  // namespace
+
+void check_bits(int bits, const char* what) {
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8 && bits != kFloatBits) {
+    fail("{}: bit-width {} is not supported; use 2, 3, 4, 8 or 32 (float)", what, bits);
+  }
+}
+
+torch::Tensor round_pass(const torch::Tensor& x) {
+  return (x.round() - x).detach() + x;
+}
+
+torch::Tensor grad_scale(const torch::Tensor& x, double factor) {
+  const torch::Tensor scaled = x * factor;
+  return (x - scaled).detach() + scaled;
+}
+
+LsqPlusActivationImpl::LsqPlusActivationImpl(int bits) : bits_(bits) {
+  check_bits(bits, "LSQ+ activation quantizer");
+  scale = register_parameter("scale", torch::ones({1}));
+  offset = register_parameter("offset", torch::zeros({1}));
+  initialized_ = register_buffer("initialized", torch::zeros({1}, torch::kBool));
+}
+
+void LsqPlusActivationImpl::set_bits(int bits) {
+  check_bits(bits, "LSQ+ activation quantizer");
+  bits_ = bits;
+}
+
+torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
+  if (bits_ == kFloatBits) return x;
+  if (!initialized()) {
+    torch::NoGradGuard no_grad;
+    const double lo = x.min().item<double>(), hi = x.max().item<double>();
+    scale.fill_(std::max(hi - lo, 1e-8) / qmax());
+    offset.fill_(lo);
+    initialized_.fill_(true);
+  }
+  torch::Tensor s = scale.abs().clamp_min(1e-8), b = offset;
+  if (is_training()) {
+    const double g = activation_grad_factor(x, qmax());
+    s = grad_scale(s, g);
+    b = grad_scale(b, g);
+  }
+  return fake_quant(x, s, b, 0, qmax());
+}
+
+LsqWeightImpl::LsqWeightImpl(int out_channels, bool per_channel, int bits)
+    : per_channel_(per_channel), bits_(bits) {
+  check_bits(bits, "LSQ weight quantizer");
+  if (out_channels < 1) fail("LSQ weight quantizer needs at least one output channel, got {}", out_channels);
+  scale = register_parameter("scale", torch::ones({per_channel ? out_channels : 1}));
+  initialized_ = register_buffer("initialized", torch::zeros({1}, torch::kBool));
+}
+
+void LsqWeightImpl::set_bits(int bits) {
+  check_bits(bits, "LSQ weight quantizer");
+  bits_ = bits;
+}
+
+torch::Tensor LsqWeightImpl::forward(const torch::Tensor& w) {
+  if (bits_ == kFloatBits) return w;
+  if (per_channel_ && w.size(0) > scale.size(0)) {
+    fail("LSQ weight quantizer has {} channel scales but the weight has {} output channels", scale.size(0),
+         w.size(0));
+  }
+  // Elastic width uses the leading output channels, so the leading scales go with them.
+  torch::Tensor s = per_channel_ ? scale.narrow(0, 0, w.size(0)) : scale;
+  if (!initialized()) {
+    // Max |w| maps to Qp: nothing inside the weights' range is clipped.
+    torch::NoGradGuard no_grad;
+    const torch::Tensor m =
+        per_channel_ ? w.detach().abs().flatten(1).amax(1) : w.detach().abs().max().reshape({1});
+    s.copy_(m.clamp_min(1e-8) / qmax());
+    initialized_.fill_(true);
+  }
+  std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
+  if (per_channel_) shape[0] = w.size(0);
+  torch::Tensor sv = s.abs().clamp_min(1e-12);
+  if (is_training()) {
+    const double per_scale = static_cast<double>(w.numel()) / static_cast<double>(sv.numel());
+    sv = grad_scale(sv, 1.0 / std::sqrt(per_scale * qmax()));
+  }
+  return fake_quant(w, sv.reshape(shape), torch::zeros({}, w.options()), -qmax(), qmax());
+}
+
+BatchQuantActivationImpl::BatchQuantActivationImpl(int bits, double momentum)
+    : bits_(bits), momentum_(momentum) {
+  check_bits(bits, "BatchQuant activation quantizer");
+  // softplus(logit) / ln 2 == 1 at logit 0: the learned multiplier starts at the batch range itself.
+  multiplier_logit = register_parameter("multiplier_logit", torch::zeros({1}));
+  offset_shift = register_parameter("offset_shift", torch::zeros({1}));
+  running_min = register_buffer("running_min", torch::zeros({1}));
+  running_max = register_buffer("running_max", torch::ones({1}));
+  batches_seen = register_buffer("batches_seen", torch::zeros({1}));
+}
+
+void BatchQuantActivationImpl::set_bits(int bits) {
+  check_bits(bits, "BatchQuant activation quantizer");
+  bits_ = bits;
+}
+
+void BatchQuantActivationImpl::reset_statistics() {
+  torch::NoGradGuard no_grad;
+  running_min.zero_();
+  running_max.fill_(1.0);
+  batches_seen.zero_();
+}
+
+std::pair<torch::Tensor, torch::Tensor> BatchQuantActivationImpl::scale_and_offset(const torch::Tensor& x) {
+  torch::Tensor lo, hi;
+  if (is_training() || calibrating_) {
+    lo = x.detach().min().reshape({1});
+    hi = x.detach().max().reshape({1});
+  } else {
+    lo = running_min;
+    hi = running_max;
+  }
+  const torch::Tensor multiplier = torch::softplus(multiplier_logit) / std::log(2.0);
+  const torch::Tensor scale = (multiplier * (hi - lo)).clamp_min(1e-8) / qmax();
+  return {scale, lo + offset_shift};
+}
+
+torch::Tensor BatchQuantActivationImpl::forward(const torch::Tensor& x) {
+  if (calibrating_) {
+    torch::NoGradGuard no_grad;
+    const double n = batches_seen.item<double>();
+    running_min.mul_(n / (n + 1)).add_(x.min() / (n + 1));
+    running_max.mul_(n / (n + 1)).add_(x.max() / (n + 1));
+    batches_seen.add_(1);
+    return x;
+  }
+  if (is_training()) {
+    torch::NoGradGuard no_grad;
+    running_min.mul_(1 - momentum_).add_(x.min() * momentum_);
+    running_max.mul_(1 - momentum_).add_(x.max() * momentum_);
+  }
+  if (bits_ == kFloatBits) return x;
+  auto [scale, offset] = scale_and_offset(x);
+  if (is_training()) {
+    const double g = activation_grad_factor(x, qmax());
+    scale = grad_scale(scale, g);
+    offset = grad_scale(offset, g);
+  }
+  return fake_quant(x, scale, offset, 0, qmax());
+}
+
+void set_bits(torch::nn::Module& module, int bits) {
+  for (auto& m : module.modules(/*include_self=*/true)) {
+    if (auto* a = m->as<LsqPlusActivationImpl>()) a->set_bits(bits);
+    if (auto* w = m->as<LsqWeightImpl>()) w->set_bits(bits);
+    if (auto* b = m->as<BatchQuantActivationImpl>()) b->set_bits(bits);
+  }
+}
+
+int count_quantizers(torch::nn::Module& module) {
+  int n = 0;
+  for (auto& m : module.modules(true)) {
+    n += m->as<LsqPlusActivationImpl>() || m->as<LsqWeightImpl>() || m->as<BatchQuantActivationImpl>();
+  }
+  return n;
+}
+
+}  // namespace qnas::quant

@@ -1,0 +1,199 @@
+// Fake quantizers: forward values on hand-computed examples, gradients against the LSQ/LSQ+ formulas,
+// quantisation error bounds, initialisation that covers the whole weight range, BatchQuant statistics.
+#include "quant/quantizers.h"
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+using namespace qnas::quant;
+
+namespace {
+
+torch::Tensor tensor(std::vector<float> v) {
+  return torch::tensor(v).reshape({1, static_cast<int64_t>(v.size())});
+}
+
+void expect_close(const torch::Tensor& a, const torch::Tensor& b, double tol = 1e-6) {
+  ASSERT_EQ(a.sizes(), b.sizes());
+  EXPECT_LE((a - b).abs().max().item<double>(), tol) << a << "\nvs\n" << b;
+}
+
+// Sets a quantizer's state without going through the first-batch initialisation.
+void set_lsq_plus(LsqPlusActivation& q, float scale, float offset) {
+  q->forward(torch::zeros({1, 1}));  // marks it initialised
+  torch::NoGradGuard no_grad;
+  q->scale.fill_(scale);
+  q->offset.fill_(offset);
+}
+
+TEST(LsqPlusActivation, ForwardMatchesAHandComputedExample) {
+  LsqPlusActivation q(2);  // Qp = 3
+  set_lsq_plus(q, 0.5f, -0.25f);
+  q->eval();
+  // v = (x + 0.25) / 0.5 = [-1.5, 0, 0.7, 1.1, 2.1, 4.5] -> clamp [0, 3] -> round -> * 0.5 - 0.25
+  const auto y = q->forward(tensor({-1.0f, -0.25f, 0.1f, 0.3f, 0.8f, 2.0f}));
+  expect_close(y, tensor({-0.25f, -0.25f, 0.25f, 0.25f, 0.75f, 1.25f}));
+}
+
+TEST(LsqPlusActivation, FirstBatchSetsMinMaxRangeAndFloatModePassesThrough) {
+  LsqPlusActivation q(8);
+  const auto x = tensor({-0.5f, 0.0f, 2.0f, 1.5f});
+  q->forward(x);
+  EXPECT_NEAR(q->scale.item<double>(), 2.5 / 255.0, 1e-7);
+  EXPECT_NEAR(q->offset.item<double>(), -0.5, 1e-7);
+  q->set_bits(kFloatBits);
+  expect_close(q->forward(x), x, 0.0);
+}
+
+TEST(LsqPlusActivation, GradientsFollowTheLsqPlusFormulas) {
+  LsqPlusActivation q(2);
+  set_lsq_plus(q, 0.5f, -0.25f);
+  q->train();
+  const std::vector<float> xs = {-1.0f, 0.1f, 0.3f, 0.55f, 0.8f, 2.0f};
+  const std::vector<float> up = {0.3f, -1.2f, 0.7f, 0.4f, -0.9f, 1.1f};
+  auto x = tensor(xs).requires_grad_(true);
+  (q->forward(x) * tensor(up)).sum().backward();
+  const double qp = 3, g = 1.0 / std::sqrt(xs.size() * qp);
+  double ds = 0, db = 0;
+  std::vector<float> dx;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double v = (xs[i] + 0.25) / 0.5;
+    if (v < 0) {
+      db += up[i];  // below the range: d/ds = Qn = 0, d/dbeta = 1
+      dx.push_back(0);
+    } else if (v > qp) {
+      ds += up[i] * qp, db += up[i];
+      dx.push_back(0);
+    } else {
+      ds += up[i] * (std::nearbyint(v) - v);  // inside: round(v) - v; beta's terms cancel
+      dx.push_back(up[i]);
+    }
+  }
+  expect_close(x.grad(), tensor(dx));
+  EXPECT_NEAR(q->scale.grad().item<double>(), g * ds, 1e-6);
+  EXPECT_NEAR(q->offset.grad().item<double>(), g * db, 1e-6);
+}
+
+TEST(LsqPlusActivation, ErrorIsAtMostHalfAStepInsideTheRange) {
+  LsqPlusActivation q(4);
+  set_lsq_plus(q, 0.1f, -0.3f);
+  q->eval();
+  const auto x = torch::rand({1, 1000}) * (15 * 0.1) - 0.3;  // exactly the representable range
+  EXPECT_LE((q->forward(x) - x).abs().max().item<double>(), 0.05 + 1e-6);
+}
+
+TEST(LsqWeight, PerChannelInitCoversTheWholeRange) {
+  torch::manual_seed(0);
+  const auto w = torch::randn({16, 8, 3, 3});
+  LsqWeight q(16, /*per_channel=*/true, 8);
+  q->eval();
+  const auto y = q->forward(w);
+  const auto channel_max = w.abs().flatten(1).amax(1);
+  expect_close(q->scale * 127, channel_max, 1e-5);
+  // Nothing is clipped: every weight is within half a step of its quantised value.
+  const auto step = (channel_max / 127).reshape({16, 1, 1, 1});
+  EXPECT_TRUE(((y - w).abs() <= step / 2 + 1e-6).all().item<bool>());
+}
+
+TEST(LsqWeight, TheOfficialInitWouldClipAboutHalfTheRange) {
+  // The official SpaceEvo LSQ+ init computes max(2 * (max|w|, eps)) / (2^b - 1): the tuple repetition makes
+  // it max|w| / 255 while the weight range is [-127, 127] steps, so only |w| <= 0.498 max|w| is
+  // representable.
+  torch::manual_seed(1);
+  const auto w = torch::randn({4096});
+  const double official_scale = w.abs().max().item<double>() / 255.0;
+  const double covered = official_scale * 127 / w.abs().max().item<double>();
+  EXPECT_NEAR(covered, 127.0 / 255.0, 1e-9);
+  const double clipped = (w.abs() > official_scale * 127).to(torch::kFloat).mean().item<double>();
+  EXPECT_GT(clipped, 0.005);  // real weights beyond half the max are lost
+  LsqWeight ours(1, false, 8);
+  ours->eval();
+  const auto y = ours->forward(w);
+  EXPECT_LE((y - w).abs().max().item<double>(), ours->scale.item<double>() / 2 + 1e-6);
+}
+
+TEST(LsqWeight, ScaleGradientFollowsTheLsqFormula) {
+  LsqWeight q(1, false, 2);  // Qp = 1, range [-1, 1] steps
+  q->forward(torch::ones({1, 1}));
+  {
+    torch::NoGradGuard no_grad;
+    q->scale.fill_(0.4f);
+  }
+  q->train();
+  const std::vector<float> ws = {-0.9f, -0.1f, 0.25f, 0.7f};
+  const std::vector<float> up = {1.0f, 2.0f, -1.0f, 0.5f};
+  auto w = tensor(ws).requires_grad_(true);
+  (q->forward(w) * tensor(up)).sum().backward();
+  double ds = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const double v = ws[i] / 0.4;
+    ds += up[i] * (v < -1 ? -1.0 : v > 1 ? 1.0 : std::nearbyint(v) - v);
+  }
+  EXPECT_NEAR(q->scale.grad().item<double>(), ds / std::sqrt(4.0 * 1), 1e-6);
+}
+
+TEST(LsqWeight, ElasticWidthUsesTheLeadingChannelScales) {
+  LsqWeight q(8, true, 8);
+  q->forward(torch::randn({8, 4}));
+  const auto scales = q->scale.detach().clone();
+  q->eval();
+  const auto narrow = torch::randn({3, 4}) * 0.01;
+  const auto y = q->forward(narrow);
+  EXPECT_EQ(y.size(0), 3);
+  expect_close(q->scale.detach(), scales, 0.0);  // already initialised: the narrower call changes nothing
+  EXPECT_CONTAINS(qnas::testing::error_message([&] {
+                    q->forward(torch::randn({9, 4}));
+                  }),
+                  "8 channel scales");
+}
+
+TEST(BatchQuantActivation, TrainingUsesBatchRangeAndCalibrationFillsRunningStatistics) {
+  BatchQuantActivation q(8);
+  q->train();
+  const auto x = torch::linspace(-1.0, 3.0, 101).reshape({1, 101});
+  const auto y = q->forward(x);
+  EXPECT_LE((y - x).abs().max().item<double>(), 4.0 / 255 / 2 + 1e-6);
+  q->reset_statistics();
+  q->set_calibrating(true);
+  q->forward(torch::tensor({-1.0f, 1.0f}).reshape({1, 2}));
+  q->forward(torch::tensor({-3.0f, 5.0f}).reshape({1, 2}));
+  q->set_calibrating(false);
+  EXPECT_NEAR(q->running_min.item<double>(), -2.0, 1e-6);
+  EXPECT_NEAR(q->running_max.item<double>(), 3.0, 1e-6);
+  q->eval();
+  const auto [scale, offset] = q->scale_and_offset(x);
+  EXPECT_NEAR(scale.item<double>(), 5.0 / 255, 1e-7);
+  EXPECT_NEAR(offset.item<double>(), -2.0, 1e-7);
+}
+
+TEST(BatchQuantActivation, OffsetGradientCountsOutOfRangeElements) {
+  BatchQuantActivation q(2);
+  q->train();
+  {
+    torch::NoGradGuard no_grad;
+    q->multiplier_logit.fill_(std::log(std::exp(0.5 * std::log(2.0)) - 1.0));  // multiplier 0.5
+  }
+  const std::vector<float> xs = {0.0f, 0.2f, 0.45f, 1.0f};  // range 1 -> scale 0.5 / 3, top of range at 0.5
+  const std::vector<float> up = {1.0f, 2.0f, 3.0f, 4.0f};
+  auto x = tensor(xs).requires_grad_(true);
+  (q->forward(x) * tensor(up)).sum().backward();
+  // Only x = 1.0 lies above the quantised range [0, 0.5]: d/d offset = g * 4.
+  EXPECT_NEAR(q->offset_shift.grad().item<double>(), 4.0 / std::sqrt(4.0 * 3), 1e-6);
+  EXPECT_NEAR(x.grad()[0][3].item<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(x.grad()[0][1].item<double>(), 2.0, 1e-12);
+}
+
+TEST(Quantizers, OneSwitchSetsEveryModuleAndBadBitsAreRefused) {
+  torch::nn::Sequential net(LsqPlusActivation(), LsqWeight(4, true), BatchQuantActivation());
+  set_bits(*net, 4);
+  EXPECT_EQ(count_quantizers(*net), 3);
+  EXPECT_EQ(net[0]->as<LsqPlusActivationImpl>()->bits(), 4);
+  EXPECT_EQ(net[1]->as<LsqWeightImpl>()->bits(), 4);
+  EXPECT_EQ(net[2]->as<BatchQuantActivationImpl>()->bits(), 4);
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { set_bits(*net, 5); }), "bit-width 5 is not supported");
+}
+
+}  // namespace
