@@ -210,8 +210,9 @@ std::vector<SubnetRow> load_rows(const fs::path& csv, const std::vector<space::A
     if (line.empty()) continue;
     SubnetRow r;
     char subnet[4096];
-    if (std::sscanf(line.c_str(), "%4095[^,],%d,%lf,%lf,%lf,%lf,%lf", subnet, &r.resolution, &r.mflops,
-                    &r.fp32_ms, &r.int8_ms, &r.int8_cv, &r.predicted_ms) < 6 ||
+    if (std::sscanf(line.c_str(), "%4095[^,],%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf", subnet, &r.resolution,
+                    &r.mflops, &r.fp32_ms, &r.int8_ms, &r.int8_cv, &r.predicted_ms, &r.int8_min_ms,
+                    &r.drift) < 9 ||
         subnet != specs[rows.size()].subnet) {
       std::fprintf(stderr, "%s does not match this run (other space/seed?): starting over\n", csv.c_str());
       return {};
@@ -223,10 +224,10 @@ std::vector<SubnetRow> load_rows(const fs::path& csv, const std::vector<space::A
 }
 
 void save_rows(const fs::path& csv, const std::vector<SubnetRow>& rows) {
-  std::string text = "subnet,resolution,mflops,fp32_ms,int8_ms,int8_cv,predicted_int8_ms\n";
+  std::string text = "subnet,resolution,mflops,fp32_ms,int8_ms,int8_cv,predicted_int8_ms,int8_min_ms,drift\n";
   for (const auto& r : rows) {
-    text += fmt::format("{},{},{:.3f},{:.4f},{:.4f},{:.4f},{:.4f}\n", r.subnet, r.resolution, r.mflops,
-                        r.fp32_ms, r.int8_ms, r.int8_cv, r.predicted_ms);
+    text += fmt::format("{},{},{:.3f},{:.4f},{:.4f},{:.4f},{:.4f},{:.4f},{:.4f}\n", r.subnet, r.resolution,
+                        r.mflops, r.fp32_ms, r.int8_ms, r.int8_cv, r.predicted_ms, r.int8_min_ms, r.drift);
   }
   write_file_atomic(csv.string(), text);
 }
