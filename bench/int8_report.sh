@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Produces every number in docs/int8-latency.md. Run on an otherwise idle machine: the latency of a
 # 2-core VM drifts by several percent whenever anything else runs (see the report).
-#   bench/int8_report.sh [out_dir]     (about 50 minutes on 2 cores)
+#   bench/int8_report.sh [out_dir]     (about an hour on 2 cores; ONLY=subnets skips the tables)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/int8-report}
