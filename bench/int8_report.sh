@@ -19,5 +19,7 @@ $qnas profile subnets --space spaceevo@vnni --count 300 --calibration 40 --seed 
 $qnas profile subnets --space fmnistw-151122-000000 --count 200 --calibration 40 --seed 0 \
   --lut "$out/lut-fmnistw-int8-t1.json" --out "$out/subnets-fmnistw"
 # The same validation with the minimum of the timed runs as the statistic (steadier on a drifting VM).
+$qnas profile subnets --space spaceevo@vnni --count 200 --calibration 40 --seed 0 --statistic min \
+  --lut "$out/lut-spaceevo-vnni-int8-t1-min.json" --out "$out/subnets-onnxw-min"
 $qnas profile subnets --space fmnistw-151122-000000 --count 200 --calibration 40 --seed 0 --statistic min \
   --lut "$out/lut-fmnistw-int8-t1-min.json" --out "$out/subnets-fmnistw-min"
