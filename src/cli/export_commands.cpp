@@ -33,20 +33,7 @@ struct ModelChoice {
 };
 
 space::ArchSpec resolve_model(const ModelChoice& m) {
-  if (!m.model.empty()) {
-    for (const auto& name : space::baseline_names()) {
-      if (name == m.model) return space::find_baseline(name, m.resolution > 0 ? m.resolution : 224);
-    }
-    std::string known;
-    for (const auto& s : space::published_subnets()) known += " " + s.name;
-    for (const auto& b : space::baseline_names()) known += " " + b;
-    if (known.find(" " + m.model) == std::string::npos)
-      fail("unknown model '{}': choose one of{}", m.model, known);
-    const auto& published = space::find_published_subnet(m.model);
-    return space::build_arch_spec(
-        space::SearchSpace::parse(space::find_published_space(published.space_name).encoding),
-        space::Subnet::parse(published.encoding), m.resolution);
-  }
+  if (!m.model.empty()) return space::find_model(m.model, m.resolution);
   if (m.space.empty() || m.subnet.empty()) fail("give --model NAME, or --space and --subnet");
   return space::build_arch_spec(space::parse_space_or_published(m.space), space::Subnet::parse(m.subnet),
                                 m.resolution);
@@ -155,11 +142,7 @@ struct OrtArgs {
 };
 
 void run_profile_ort(const OrtArgs& a) {
-  std::vector<std::string> models = a.models;
-  if (models.empty()) {
-    for (const auto& s : space::published_subnets()) models.push_back(s.name);
-    for (const auto& b : space::baseline_names()) models.push_back(b);
-  }
+  const std::vector<std::string> models = a.models.empty() ? space::model_names() : a.models;
   fs::create_directories(a.out_dir);
   const latency::MeasureOptions options{10, a.runs, 0.0};
   Table table({"model", "precision", "ours ms", "ORT ms", "ours/ORT", "top-1 agree", "max rel diff"});
@@ -167,7 +150,7 @@ void run_profile_ort(const OrtArgs& a) {
             {"models", json::array()}};
   ProgressLine progress("profile ort", static_cast<std::int64_t>(models.size()), "models");
   for (size_t m = 0; m < models.size(); ++m) {
-    const auto spec = resolve_model({models[m], "", "", 0});
+    const auto spec = space::find_model(models[m]);
     const Prepared p = prepare(spec, 1);
     const auto images = random_images(p.program, a.images, 99);
     std::string raw;

@@ -108,27 +108,10 @@ struct NamedSpec {
 };
 
 std::vector<NamedSpec> model_zoo(const std::vector<std::string>& only) {
-  std::vector<NamedSpec> all;
-  for (const auto& s : space::published_subnets()) {
-    all.push_back({s.name, space::build_arch_spec(
-                               space::SearchSpace::parse(space::find_published_space(s.space_name).encoding),
-                               space::Subnet::parse(s.encoding))});
-  }
-  for (const auto& name : space::baseline_names()) all.push_back({name, space::find_baseline(name)});
-  if (only.empty()) return all;
-  std::vector<NamedSpec> picked;
-  for (const auto& name : only) {
-    bool found = false;
-    for (const auto& m : all) {
-      if (m.name == name) picked.push_back(m), found = true;
-    }
-    if (!found) {
-      std::string names;
-      for (const auto& m : all) names += " " + m.name;
-      fail("unknown model '{}': choose from{}", name, names);
-    }
-  }
-  return picked;
+  std::vector<NamedSpec> zoo;
+  for (const auto& name : only.empty() ? space::model_names() : only)
+    zoo.push_back({name, space::find_model(name)});
+  return zoo;
 }
 
 void run_profile_models(const ProtocolArgs& p, const std::vector<std::string>& only,
@@ -232,6 +215,22 @@ void save_rows(const fs::path& csv, const std::vector<SubnetRow>& rows) {
   write_file_atomic(csv.string(), text);
 }
 
+// Measures the blocks `lut` lacks, saving every 200 so a killed run keeps what it measured; the progress
+// line appears only when there is something to measure.
+size_t fill_and_save(LatencyLut& lut, const std::vector<space::BlockSpec>& blocks,
+                     const runtime::MeasureOptions& options, const std::string& path) {
+  std::unique_ptr<ProgressLine> progress;
+  const size_t measured = lut.fill(blocks, options, [&](size_t done, size_t total) {
+    if (!progress)
+      progress = std::make_unique<ProgressLine>("latency LUT", static_cast<std::int64_t>(total), "blocks");
+    progress->update(static_cast<std::int64_t>(done));
+    if (done % 200 == 0) lut.save(path);
+  });
+  if (progress) progress->finish();
+  lut.save(path);
+  return measured;
+}
+
 void run_profile_subnets(const ProtocolArgs& p, const SubnetArgs& a, bool as_json) {
   const auto sp = space::parse_space_or_published(a.space);
   if (a.count < 2) fail("--count must be at least 2, got {}", a.count);
@@ -258,15 +257,7 @@ void run_profile_subnets(const ProtocolArgs& p, const SubnetArgs& a, bool as_jso
     auto all = specs;
     all.insert(all.end(), calibration.begin(), calibration.end());
     const auto blocks = distinct_blocks(all);
-    std::unique_ptr<ProgressLine> fill_progress;
-    const size_t measured = lut->fill(blocks, options, [&](size_t done, size_t total) {
-      if (!fill_progress) {
-        fill_progress =
-            std::make_unique<ProgressLine>("latency LUT", static_cast<std::int64_t>(total), "blocks");
-      }
-      fill_progress->update(static_cast<std::int64_t>(done));
-      if (done % 200 == 0) lut->save(a.lut);
-    });
+    const size_t measured = fill_and_save(*lut, blocks, options, a.lut);
     std::fprintf(stderr, "latency LUT: %zu distinct blocks, %zu measured now, %zu reused\n", blocks.size(),
                  measured, blocks.size() - measured);
     anchor = calibration.front();
@@ -381,15 +372,7 @@ void run_lut_build(const ProtocolArgs& p, const std::string& space_text, std::ve
   std::fprintf(stderr, "%s\n%s: %zu distinct blocks at %zu resolution(s); %zu already in %s\n",
                machine_line(p.threads).c_str(), sp.encode().c_str(), blocks.size(), resolutions.size(),
                lut.size(), out.c_str());
-  std::unique_ptr<ProgressLine> progress;
-  const size_t measured = lut.fill(blocks, p.options(), [&](size_t done, size_t total) {
-    if (!progress)
-      progress = std::make_unique<ProgressLine>("latency LUT", static_cast<std::int64_t>(total), "blocks");
-    progress->update(static_cast<std::int64_t>(done));
-    if (done % 200 == 0) lut.save(out);  // a killed build keeps what it measured
-  });
-  if (progress) progress->finish();
-  lut.save(out);
+  const size_t measured = fill_and_save(lut, blocks, p.options(), out);
   std::printf("%s: %zu entries (%zu measured now)\n", out.c_str(), lut.size(), measured);
 }
 

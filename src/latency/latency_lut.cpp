@@ -70,6 +70,12 @@ std::size_t LatencyLut::fill(const std::vector<space::BlockSpec>& blocks, const 
 
 double LatencyLut::block_sum(const space::ArchSpec& spec) const {
   double sum = 0;
+  for (const auto& [stage, stage_sum] : stage_sums(spec)) sum += stage_sum;
+  return sum;
+}
+
+std::vector<std::pair<std::string, double>> LatencyLut::stage_sums(const space::ArchSpec& spec) const {
+  std::vector<std::pair<std::string, double>> sums;
   for (const auto& b : spec.blocks) {
     const LutEntry* e = find(b);
     if (!e) {
@@ -78,17 +84,8 @@ double LatencyLut::block_sum(const space::ArchSpec& spec) const {
           "qnas profile subnets --lut, which fills what is missing)",
           block_key(b), spec.subnet);
     }
-    sum += value(*e);
-  }
-  return sum;
-}
-
-std::vector<std::pair<std::string, double>> LatencyLut::stage_sums(const space::ArchSpec& spec) const {
-  block_sum(spec);  // fails naming a missing block
-  std::vector<std::pair<std::string, double>> sums;
-  for (const auto& b : spec.blocks) {
     if (sums.empty() || sums.back().first != b.stage) sums.emplace_back(b.stage, 0.0);
-    sums.back().second += value(*find(b));
+    sums.back().second += value(*e);
   }
   return sums;
 }

@@ -468,14 +468,18 @@ std::string onednn_version() {
 }
 
 bool has_vnni() {
-  // Ask for a small INT8 conv and look at the kernel oneDNN picks.
-  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  const memory::desc src({1, 32, 8, 8}, dt::u8, tag::any), wei({32, 32, 1, 1}, dt::s8, tag::any),
-      dst({1, 32, 8, 8}, dt::u8, tag::any);
-  dnnl::convolution_forward::desc desc(prop_kind::forward_inference, algorithm::convolution_direct, src, wei,
-                                       dst, {1, 1}, {0, 0}, {0, 0});
-  dnnl::convolution_forward::primitive_desc pd(desc, engine);
-  return std::string(pd.impl_info_str()).find("vnni") != std::string::npos;
+  // The CPU does not change while we run; probe once.
+  static const bool vnni = [] {
+    // Ask for a small INT8 conv and look at the kernel oneDNN picks.
+    dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    const memory::desc src({1, 32, 8, 8}, dt::u8, tag::any), wei({32, 32, 1, 1}, dt::s8, tag::any),
+        dst({1, 32, 8, 8}, dt::u8, tag::any);
+    dnnl::convolution_forward::desc desc(prop_kind::forward_inference, algorithm::convolution_direct, src,
+                                         wei, dst, {1, 1}, {0, 0}, {0, 0});
+    dnnl::convolution_forward::primitive_desc pd(desc, engine);
+    return std::string(pd.impl_info_str()).find("vnni") != std::string::npos;
+  }();
+  return vnni;
 }
 
 }  // namespace qnas::runtime

@@ -1,6 +1,9 @@
 #include "space/baselines.h"
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
+#include "space/published.h"
 
 namespace qnas::space {
 namespace {
@@ -151,6 +154,25 @@ ArchSpec find_baseline(const std::string& name, int resolution) {
   if (name == "mobilenet_v3_large") return mobilenet_v3_large(resolution);
   if (name == "mobilenet_v3_small") return mobilenet_v3_small(resolution);
   fail("unknown baseline '{}': choose one of mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small", name);
+}
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> names;
+  for (const auto& s : published_subnets()) names.push_back(s.name);
+  for (const auto& b : baseline_names()) names.push_back(b);
+  return names;
+}
+
+ArchSpec find_model(const std::string& name, int resolution) {
+  for (const auto& b : baseline_names()) {
+    if (b == name) return find_baseline(b, resolution > 0 ? resolution : 224);
+  }
+  for (const auto& s : published_subnets()) {
+    if (s.name != name) continue;
+    return build_arch_spec(SearchSpace::parse(find_published_space(s.space_name).encoding),
+                           Subnet::parse(s.encoding), resolution);
+  }
+  fail("unknown model '{}': choose one of {}", name, fmt::join(model_names(), " "));
 }
 
 }  // namespace qnas::space

@@ -16,4 +16,10 @@ ArchSpec mobilenet_v3_small(int resolution = 224, int num_classes = 1000);
 ArchSpec find_baseline(const std::string& name, int resolution = 224);
 std::vector<std::string> baseline_names();
 
+// Every network qnas profiles or exports by name: the published SEQnets, then the baselines.
+std::vector<std::string> model_names();
+// A published SEQnet or a baseline by name; `resolution` 0 keeps the model's own (224 for baselines). Fails
+// listing model_names().
+ArchSpec find_model(const std::string& name, int resolution = 0);
+
 }  // namespace qnas::space
