@@ -1,0 +1,100 @@
+#include "nn/static_net.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace qnas::nn {
+
+using space::OpKind;
+
+StaticNetImpl::StaticNetImpl(space::ArchSpec spec) : spec_(std::move(spec)) {
+  if (spec_.blocks.empty()) fail("cannot build a network from an empty architecture");
+  for (size_t b = 0; b < spec_.blocks.size(); ++b) {
+    StaticBlock block{spec_.blocks[b], {}, std::nullopt};
+    for (size_t l = 0; l < block.spec.layers.size(); ++l) {
+      block.layers.push_back(make_layer(block.spec.layers[l], fmt::format("block{}_layer{}", b, l)));
+    }
+    if (block.spec.projection)
+      block.projection = make_layer(*block.spec.projection, fmt::format("block{}_proj", b));
+    blocks_.push_back(std::move(block));
+  }
+}
+
+StaticLayer StaticNetImpl::make_layer(const space::LayerSpec& spec, const std::string& name) {
+  StaticLayer layer;
+  layer.spec = spec;
+  switch (spec.op) {
+    case OpKind::kConv:
+    case OpKind::kDepthwiseConv:
+      layer.conv = register_module(
+          name + "_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.cin, spec.cout, spec.kernel)
+                                                .stride(spec.stride)
+                                                .padding(spec.padding())
+                                                .groups(spec.groups())
+                                                .bias(false)));
+      if (spec.batch_norm) layer.bn = register_module(name + "_bn", torch::nn::BatchNorm2d(spec.cout));
+      layer.weight_quant = register_module(name + "_wq", quant::LsqWeight(spec.cout, true));
+      layer.input_quant = register_module(name + "_aq", quant::LsqPlusActivation());
+      break;
+    case OpKind::kSqueezeExcite:
+      layer.conv = register_module(name + "_reduce",
+                                   torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.cin, spec.se_mid, 1)));
+      layer.se_expand = register_module(
+          name + "_expand", torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.se_mid, spec.cout, 1)));
+      layer.weight_quant = register_module(name + "_wq", quant::LsqWeight(spec.se_mid, true));
+      layer.input_quant = register_module(name + "_aq", quant::LsqPlusActivation());
+      layer.expand_weight_quant = register_module(name + "_expand_wq", quant::LsqWeight(spec.cout, true));
+      layer.expand_input_quant = register_module(name + "_expand_aq", quant::LsqPlusActivation());
+      break;
+    case OpKind::kLinear:
+      layer.linear = register_module(name + "_linear", torch::nn::Linear(spec.cin, spec.cout));
+      layer.weight_quant = register_module(name + "_wq", quant::LsqWeight(spec.cout, true));
+      layer.input_quant = register_module(name + "_aq", quant::LsqPlusActivation());
+      break;
+    case OpKind::kGlobalAvgPool:
+      break;
+  }
+  return layer;
+}
+
+torch::Tensor StaticNetImpl::run_layer(StaticLayer& layer, const torch::Tensor& x) {
+  const space::LayerSpec& s = layer.spec;
+  switch (s.op) {
+    case OpKind::kConv:
+    case OpKind::kDepthwiseConv: {
+      torch::Tensor y = torch::conv2d(layer.input_quant(x), layer.weight_quant(layer.conv->weight), {},
+                                      s.stride, s.padding(), 1, s.groups());
+      if (layer.bn) y = layer.bn(y);
+      return activate(y, s.activation);
+    }
+    case OpKind::kSqueezeExcite: {
+      torch::Tensor g = x.mean({2, 3}, /*keepdim=*/true);
+      g = torch::relu(
+          torch::conv2d(layer.input_quant(g), layer.weight_quant(layer.conv->weight), layer.conv->bias));
+      g = torch::conv2d(layer.expand_input_quant(g), layer.expand_weight_quant(layer.se_expand->weight),
+                        layer.se_expand->bias);
+      return x * activate(g, s.activation);
+    }
+    case OpKind::kGlobalAvgPool:
+      return x.mean({2, 3}, /*keepdim=*/true);
+    case OpKind::kLinear:
+      return torch::linear(layer.input_quant(x.flatten(1)), layer.weight_quant(layer.linear->weight),
+                           layer.linear->bias);
+  }
+  return x;
+}
+
+torch::Tensor StaticNetImpl::forward(const torch::Tensor& images) {
+  torch::Tensor x = resize_images(images, spec_.resolution);
+  for (auto& block : blocks_) {
+    torch::Tensor y = x;
+    for (auto& layer : block.layers) y = run_layer(layer, y);
+    if (block.spec.shortcut == space::Shortcut::kIdentity) y = y + x;
+    if (block.spec.shortcut == space::Shortcut::kProjection) y = y + run_layer(*block.projection, x);
+    x = activate(y, block.spec.post_add_activation);
+  }
+  return x.flatten(1);
+}
+
+}  // namespace qnas::nn

@@ -1,0 +1,51 @@
+#pragma once
+// A plain (non-elastic) LibTorch network built from an ArchSpec: the form a subnet takes once extracted
+// from the supernet, and the form baselines and teachers are trained in. Every conv and linear carries the
+// same fake quantizers as the supernet (LSQ per-channel weights, LSQ+ inputs), in FP32 until set_bits().
+//
+// It is written with stock torch::nn layers on purpose: it is a second, independent implementation of
+// what an ArchSpec means, so "extracted subnet == supernet with that subnet active" is a real check.
+#include <torch/torch.h>
+
+#include "nn/network.h"
+#include "quant/quantizers.h"
+#include "space/arch_spec.h"
+
+namespace qnas::nn {
+
+// conv/depthwise + BN + activation, or SE, or global pool, or linear: one LayerSpec.
+struct StaticLayer {
+  space::LayerSpec spec;
+  torch::nn::Conv2d conv{nullptr};         // conv, depthwise, SE reduce
+  torch::nn::Conv2d se_expand{nullptr};    // SE expand
+  torch::nn::BatchNorm2d bn{nullptr};      // when spec.batch_norm
+  torch::nn::Linear linear{nullptr};       // linear
+  quant::LsqWeight weight_quant{nullptr};  // conv / SE reduce / linear weight
+  quant::LsqPlusActivation input_quant{nullptr};
+  quant::LsqWeight expand_weight_quant{nullptr};  // SE expand weight
+  quant::LsqPlusActivation expand_input_quant{nullptr};
+};
+
+struct StaticBlock {
+  space::BlockSpec spec;
+  std::vector<StaticLayer> layers;
+  std::optional<StaticLayer> projection;
+};
+
+class StaticNetImpl : public NetworkImpl {
+ public:
+  explicit StaticNetImpl(space::ArchSpec spec);
+  torch::Tensor forward(const torch::Tensor& images) override;
+  const space::ArchSpec& spec() const { return spec_; }
+  std::vector<StaticBlock>& blocks() { return blocks_; }
+
+ private:
+  StaticLayer make_layer(const space::LayerSpec& spec, const std::string& name);
+  torch::Tensor run_layer(StaticLayer& layer, const torch::Tensor& x);
+
+  space::ArchSpec spec_;
+  std::vector<StaticBlock> blocks_;
+};
+TORCH_MODULE(StaticNet);
+
+}  // namespace qnas::nn
