@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   qnas::cli::add_space_commands(app);
   qnas::cli::add_search_commands(app);
   qnas::cli::add_run_command(app);
+#ifdef QNAS_HAVE_TORCH
+  qnas::cli::add_train_command(app);
+#endif
 #ifdef QNAS_HAVE_ONEDNN
   CLI::App& profile = qnas::cli::add_profile_commands(app);
 #ifdef QNAS_HAVE_ONNX

@@ -63,8 +63,10 @@ torch::Tensor StaticNetImpl::run_layer(StaticLayer& layer, const torch::Tensor& 
   switch (s.op) {
     case OpKind::kConv:
     case OpKind::kDepthwiseConv: {
-      torch::Tensor y = torch::conv2d(layer.input_quant(x), layer.weight_quant(layer.conv->weight), {},
-                                      s.stride, s.padding(), 1, s.groups());
+      // Channels-last weights: see DynamicConv2dImpl::forward.
+      const torch::Tensor w =
+          layer.weight_quant(layer.conv->weight).contiguous(torch::MemoryFormat::ChannelsLast);
+      torch::Tensor y = torch::conv2d(layer.input_quant(x), w, {}, s.stride, s.padding(), 1, s.groups());
       if (layer.bn) y = layer.bn(y);
       return activate(y, s.activation);
     }

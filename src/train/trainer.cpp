@@ -1,0 +1,519 @@
+#include "train/trainer.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "data/loader.h"
+#include "data/transform.h"
+#include "nn/supernet.h"
+#include "quant/quantizers.h"
+#include "train/schedule.h"
+
+namespace qnas::train {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kCheckpointFormat = "qnas-checkpoint-1";
+// Streams of derive_seed(seed, stream, index), so no two kinds of draws share one.
+constexpr std::uint64_t kSubnetStream = 17, kEvalSubnetStream = 18, kCalibrationStream = 19;
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::vector<std::int64_t> first_n(std::int64_t count, std::int64_t limit) {
+  std::vector<std::int64_t> indices(static_cast<size_t>(limit > 0 ? std::min(limit, count) : count));
+  std::iota(indices.begin(), indices.end(), 0);
+  return indices;
+}
+
+torch::Device parse_device(const std::string& name) {
+  if (name == "cpu") return torch::kCPU;
+  if (name == "cuda") {
+    if (!torch::cuda::is_available()) {
+      fail(
+          "--device cuda: this LibTorch has no CUDA device (build against a CUDA LibTorch, e.g. the one in "
+          "a PyTorch install, or use --device cpu)");
+    }
+    return torch::kCUDA;
+  }
+  fail("unknown device '{}': use cpu or cuda", name);
+}
+
+nn::SupernetImpl* as_supernet(nn::NetworkImpl* model) {
+  return dynamic_cast<nn::SupernetImpl*>(model);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Configuration
+
+json TrainConfig::to_json() const {
+  return {{"epochs", epochs},
+          {"qat_epochs", qat_epochs},
+          {"qat_bits", qat_bits},
+          {"batch_size", batch_size},
+          {"lr", lr},
+          {"qat_lr", qat_lr},
+          {"final_lr_fraction", final_lr_fraction},
+          {"warmup_epochs", warmup_epochs},
+          {"momentum", momentum},
+          {"weight_decay", weight_decay},
+          {"label_smoothing", label_smoothing},
+          {"random_subnets", random_subnets},
+          {"distillation", distillation},
+          {"alpha_min", alpha.alpha_min},
+          {"alpha_max", alpha.alpha_max},
+          {"ratio_clip", alpha.ratio_clip},
+          {"augment", augment},
+          {"train_limit", train_limit},
+          {"test_limit", test_limit},
+          {"bn_batches", bn_batches},
+          {"eval_random_subnets", eval_random_subnets},
+          {"seed", seed},
+          {"device", device}};
+}
+
+TrainConfig TrainConfig::from_json(const json& j) {
+  if (!j.is_object()) fail("a training config must be a JSON object, got {}", j.type_name());
+  TrainConfig c;
+  const json known = c.to_json();
+  for (const auto& [key, value] : j.items()) {
+    if (!known.contains(key)) {
+      std::string keys;
+      for (const auto& [k, v] : known.items()) keys += " " + k;
+      fail("unknown training config key '{}': the keys are{}", key, keys);
+    }
+    if (value.type() != known[key].type() && !(value.is_number() && known[key].is_number())) {
+      fail("training config key '{}' must be a {}, got {}", key, known[key].type_name(), value.type_name());
+    }
+  }
+  auto get = [&](const char* key, auto& field) {
+    if (j.contains(key)) field = j[key].get<std::decay_t<decltype(field)>>();
+  };
+  get("epochs", c.epochs);
+  get("qat_epochs", c.qat_epochs);
+  get("qat_bits", c.qat_bits);
+  get("batch_size", c.batch_size);
+  get("lr", c.lr);
+  get("qat_lr", c.qat_lr);
+  get("final_lr_fraction", c.final_lr_fraction);
+  get("warmup_epochs", c.warmup_epochs);
+  get("momentum", c.momentum);
+  get("weight_decay", c.weight_decay);
+  get("label_smoothing", c.label_smoothing);
+  get("random_subnets", c.random_subnets);
+  get("distillation", c.distillation);
+  get("alpha_min", c.alpha.alpha_min);
+  get("alpha_max", c.alpha.alpha_max);
+  get("ratio_clip", c.alpha.ratio_clip);
+  get("augment", c.augment);
+  get("train_limit", c.train_limit);
+  get("test_limit", c.test_limit);
+  get("bn_batches", c.bn_batches);
+  get("eval_random_subnets", c.eval_random_subnets);
+  get("seed", c.seed);
+  get("device", c.device);
+  c.validate();
+  return c;
+}
+
+void TrainConfig::validate() const {
+  if (epochs < 0 || qat_epochs < 0 || epochs + qat_epochs < 1)
+    fail("training needs at least one epoch (epochs {}, qat_epochs {})", epochs, qat_epochs);
+  quant::check_bits(qat_bits, "qat_bits");
+  if (batch_size < 2) fail("batch_size must be at least 2 (batch norm), got {}", batch_size);
+  if (lr <= 0 || qat_lr <= 0) fail("learning rates must be positive (lr {}, qat_lr {})", lr, qat_lr);
+  if (label_smoothing < 0 || label_smoothing >= 1)
+    fail("label_smoothing must be in [0, 1), got {}", label_smoothing);
+  if (random_subnets < 0) fail("random_subnets must be >= 0, got {}", random_subnets);
+  if (bn_batches < 1) fail("bn_batches must be >= 1, got {}", bn_batches);
+  parse_distillation(distillation);
+}
+
+TrainConfig preset(const std::string& name) {
+  TrainConfig c;
+  if (name == "tiny") {
+    // A couple of minutes on 2 cores: enough to see every part work, not to reach a useful accuracy.
+    c.epochs = 2;
+    c.qat_epochs = 1;
+    c.batch_size = 64;
+    c.lr = 0.05;
+    c.qat_lr = 0.005;
+    c.warmup_epochs = 0.5;
+    c.random_subnets = 1;
+    c.train_limit = 2048;
+    c.test_limit = 1000;
+    c.bn_batches = 4;
+    return c;
+  }
+  if (name == "fmnist") {
+    c.epochs = 30;
+    c.qat_epochs = 3;
+    c.batch_size = 128;
+    c.lr = 0.1;
+    c.qat_lr = 0.004;
+    c.warmup_epochs = 1;
+    c.random_subnets = 2;
+    return c;
+  }
+  fail("unknown preset '{}': use tiny (CPU, minutes) or fmnist (the full schedule)", name);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Logs
+
+json to_json(const EpochLog& log) {
+  json eval = json::array();
+  for (const auto& e : log.eval) {
+    eval.push_back({{"name", e.name},
+                    {"subnet", e.subnet},
+                    {"bits", e.bits},
+                    {"accuracy", e.accuracy},
+                    {"mflops", e.mflops}});
+  }
+  return {{"epoch", log.epoch},
+          {"bits", log.bits},
+          {"lr_start", log.lr_start},
+          {"loss", log.loss},
+          {"distill", log.distill},
+          {"train_accuracy", log.train_accuracy},
+          {"images_per_second", log.images_per_second},
+          {"seconds", log.seconds},
+          {"eval", eval}};
+}
+
+EpochLog epoch_log_from_json(const json& j) {
+  EpochLog log;
+  log.epoch = j.at("epoch");
+  log.bits = j.at("bits");
+  log.lr_start = j.at("lr_start");
+  log.loss = j.at("loss");
+  log.distill = j.at("distill");
+  log.train_accuracy = j.at("train_accuracy");
+  log.images_per_second = j.at("images_per_second");
+  log.seconds = j.at("seconds");
+  for (const auto& e : j.at("eval")) {
+    log.eval.push_back({e.at("name"), e.at("subnet"), e.at("bits"), e.at("accuracy"), e.at("mflops")});
+  }
+  return log;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Trainer
+
+Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::NetworkImpl> model, const data::ImageDataset& train,
+                 const data::ImageDataset& test, fs::path run_dir)
+    : config_(std::move(config)),
+      model_(std::move(model)),
+      train_(train),
+      test_(test),
+      run_dir_(std::move(run_dir)),
+      device_(parse_device(config_.device)) {
+  config_.validate();
+  distillation_ = parse_distillation(config_.distillation);
+  if (train_.count == 0 || test_.count == 0) fail("training needs non-empty training and test sets");
+  model_->to(device_);
+  // Weight decay on conv and linear weights only: not on BN, biases or quantizer scales.
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& p : model_->named_parameters()) {
+    const bool is_weight = p.value().dim() > 1;
+    (is_weight ? decay : no_decay).push_back(p.value());
+  }
+  const auto options = torch::optim::SGDOptions(config_.lr).momentum(config_.momentum).nesterov(true);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(
+                                 torch::optim::SGDOptions(options).weight_decay(config_.weight_decay)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(
+                                    torch::optim::SGDOptions(options).weight_decay(0)));
+  optimizer_ = std::make_unique<torch::optim::SGD>(groups, options);
+}
+
+std::string Trainer::model_identity() const {
+  if (auto* supernet = as_supernet(model_.get())) return "supernet " + supernet->space().encode();
+  if (auto* net = dynamic_cast<nn::StaticNetImpl*>(model_.get())) {
+    return fmt::format("static {} {} r{}", net->spec().space, net->spec().subnet, net->spec().resolution);
+  }
+  return "network";
+}
+
+double Trainer::lr_at(int epoch, std::int64_t step_in_epoch) const {
+  const std::int64_t batches = std::max<std::int64_t>(
+      1, static_cast<std::int64_t>(first_n(train_.count, config_.train_limit).size()) / config_.batch_size);
+  CosineSchedule s;
+  if (epoch < config_.epochs) {
+    s = {config_.lr, config_.lr * config_.final_lr_fraction,
+         static_cast<std::int64_t>(config_.warmup_epochs * static_cast<double>(batches)),
+         config_.epochs * batches};
+    return s.at(epoch * batches + step_in_epoch);
+  }
+  s = {config_.qat_lr, config_.qat_lr * config_.final_lr_fraction, 0, config_.qat_epochs * batches};
+  return s.at((epoch - config_.epochs) * batches + step_in_epoch);
+}
+
+void Trainer::set_lr(double lr) {
+  for (auto& group : optimizer_->param_groups())
+    static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+}
+
+Trainer::StepLosses Trainer::step(const torch::Tensor& images, const torch::Tensor& labels,
+                                  std::int64_t global_step) {
+  StepLosses out;
+  optimizer_->zero_grad();
+  nn::SupernetImpl* supernet = as_supernet(model_.get());
+  if (supernet) supernet->set_active(supernet->sample_max());
+  const torch::Tensor logits = model_->forward(images);
+  const torch::Tensor loss = label_smoothing_cross_entropy(logits, labels, config_.label_smoothing);
+  loss.backward();
+  out.loss = loss.item<double>();
+  out.correct = logits.argmax(1).eq(labels).sum().item<std::int64_t>();
+  if (supernet) {
+    // The sandwich rule: the smallest subnet and k random ones learn from the largest one's predictions.
+    const torch::Tensor teacher = logits.detach();
+    Rng rng(data::derive_seed(config_.seed, kSubnetStream, static_cast<std::uint64_t>(global_step)));
+    std::vector<space::Subnet> others = {supernet->sample_min()};
+    for (int i = 0; i < config_.random_subnets; ++i) others.push_back(supernet->sample_random(rng));
+    for (const auto& subnet : others) {
+      supernet->set_active(subnet);
+      const torch::Tensor student = model_->forward(images);
+      torch::Tensor kd;
+      double value = 0;
+      switch (distillation_) {
+        case Distillation::kKl:
+          kd = kl_distillation(student, teacher);
+          value = kd.item<double>();
+          break;
+        case Distillation::kAlpha:
+          kd = adaptive_alpha_distillation(student, teacher, config_.alpha, &value);
+          break;
+        case Distillation::kNone:
+          kd = label_smoothing_cross_entropy(student, labels, config_.label_smoothing);
+          value = kd.item<double>();
+          break;
+      }
+      kd.backward();
+      out.distill += value / static_cast<double>(others.size());
+    }
+    supernet->set_active(supernet->sample_max());
+  }
+  optimizer_->step();
+  return out;
+}
+
+EpochLog Trainer::train_epoch(int epoch) {
+  const int bits = bits_of(epoch);
+  quant::set_bits(*model_, bits);
+  model_->train();
+  data::LoaderOptions options;
+  options.batch_size = config_.batch_size;
+  options.drop_last = true;  // every step sees a full batch: BN statistics and the schedule stay regular
+  options.augment = config_.augment;
+  options.seed = config_.seed;
+  data::BatchLoader loader(train_, first_n(train_.count, config_.train_limit), options);
+  loader.reset(epoch);
+  const std::int64_t batches = loader.num_batches();
+  const int total_epochs = config_.epochs + config_.qat_epochs;
+  ProgressLine progress(fmt::format("epoch {}/{} ({})", epoch + 1, total_epochs,
+                                    bits == 32 ? "fp32" : "int" + std::to_string(bits)),
+                        batches, "batches");
+  EpochLog log;
+  log.epoch = epoch;
+  log.bits = bits;
+  log.lr_start = lr_at(epoch, 0);
+  const auto start = std::chrono::steady_clock::now();
+  double step_seconds = 0;
+  std::int64_t seen = 0, correct = 0, b = 0;
+  data::Batch batch;
+  while (loader.next(batch)) {
+    set_lr(lr_at(epoch, b));
+    const auto step_start = std::chrono::steady_clock::now();
+    const StepLosses l = step(batch.images.to(device_), batch.labels.to(device_), epoch * batches + b);
+    step_seconds += seconds_since(step_start);
+    log.loss += l.loss;
+    log.distill += l.distill;
+    correct += l.correct;
+    seen += batch.size();
+    ++b;
+    progress.update(b,
+                    fmt::format("loss {:.3f} kd {:.3f} lr {:.4f} {:.0f} img/s", log.loss / b, log.distill / b,
+                                lr_at(epoch, b - 1), static_cast<double>(seen) / step_seconds));
+    if (interrupt_after_ >= 0 && ++steps_this_process_ >= interrupt_after_) throw TrainingInterrupted();
+  }
+  progress.finish();
+  log.loss /= static_cast<double>(std::max<std::int64_t>(1, b));
+  log.distill /= static_cast<double>(std::max<std::int64_t>(1, b));
+  log.train_accuracy = static_cast<double>(correct) / static_cast<double>(std::max<std::int64_t>(1, seen));
+  log.images_per_second = static_cast<double>(seen) / std::max(step_seconds, 1e-9);
+  log.seconds = seconds_since(start);
+  return log;
+}
+
+std::vector<std::pair<std::string, space::Subnet>> Trainer::evaluation_subnets() const {
+  nn::SupernetImpl* supernet = as_supernet(model_.get());
+  if (!supernet) return {{"network", space::Subnet{}}};
+  std::vector<std::pair<std::string, space::Subnet>> subnets = {{"max", supernet->sample_max()},
+                                                                {"min", supernet->sample_min()}};
+  Rng rng(data::derive_seed(config_.seed, kEvalSubnetStream, 0));
+  for (int i = 0; i < config_.eval_random_subnets; ++i) {
+    subnets.emplace_back(fmt::format("random{}", i + 1), supernet->sample_random(rng));
+  }
+  return subnets;
+}
+
+std::vector<SubnetAccuracy> Trainer::evaluate(
+    const std::vector<std::pair<std::string, space::Subnet>>& subnets) {
+  nn::SupernetImpl* supernet = as_supernet(model_.get());
+  data::LoaderOptions calibration_options;
+  calibration_options.batch_size = config_.batch_size;
+  calibration_options.seed = data::derive_seed(config_.seed, kCalibrationStream, 0);
+  data::BatchLoader calibration(train_, first_n(train_.count, config_.train_limit), calibration_options);
+  data::LoaderOptions test_options;
+  test_options.batch_size = 500;
+  test_options.shuffle = false;
+  data::BatchLoader test(test_, first_n(test_.count, config_.test_limit), test_options);
+
+  std::vector<SubnetAccuracy> results;
+  for (const auto& [name, subnet] : subnets) {
+    SubnetAccuracy r{name, "", quant::kFloatBits, 0, 0};
+    if (supernet) {
+      supernet->set_active(subnet);
+      r.subnet = subnet.encode();
+      r.mflops = static_cast<double>(supernet->active_spec().macs()) / 1e6;
+    } else if (auto* net = dynamic_cast<nn::StaticNetImpl*>(model_.get())) {
+      r.mflops = static_cast<double>(net->spec().macs()) / 1e6;
+    }
+    for (const auto& m : model_->modules()) {
+      if (auto* q = dynamic_cast<quant::LsqWeightImpl*>(m.get())) r.bits = q->bits();
+    }
+    calibration.reset(0);
+    data::Batch batch;
+    nn::recalibrate_batch_norm(
+        *model_,
+        [&](torch::Tensor& images) {
+          if (!calibration.next(batch)) return false;
+          images = batch.images.to(device_);
+          return true;
+        },
+        config_.bn_batches);
+    torch::NoGradGuard no_grad;
+    std::int64_t correct = 0, seen = 0;
+    test.reset(0);
+    while (test.next(batch)) {
+      const torch::Tensor logits = model_->forward(batch.images.to(device_));
+      correct += logits.argmax(1).eq(batch.labels.to(device_)).sum().item<std::int64_t>();
+      seen += batch.size();
+    }
+    r.accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+    results.push_back(r);
+  }
+  if (supernet) supernet->set_active(supernet->sample_max());
+  return results;
+}
+
+void Trainer::save_checkpoint(int epochs_done) {
+  torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
+  model_->save(model_archive);
+  optimizer_->save(optimizer_archive);
+  archive.write("model", model_archive);
+  archive.write("optimizer", optimizer_archive);
+  json logs = json::array();
+  for (const auto& l : logs_) logs.push_back(to_json(l));
+  const json meta = {{"format", kCheckpointFormat},
+                     {"epochs_done", epochs_done},
+                     {"model", model_identity()},
+                     {"config", config_.to_json()},
+                     {"logs", logs}};
+  archive.write("meta", c10::IValue(meta.dump()));
+  fs::create_directories(run_dir_);
+  const fs::path tmp = checkpoint_path().string() + ".tmp";
+  archive.save_to(tmp.string());
+  fs::rename(tmp, checkpoint_path());
+}
+
+int Trainer::load_checkpoint() {
+  const fs::path path = checkpoint_path();
+  if (!fs::exists(path)) return 0;
+  torch::serialize::InputArchive archive;
+  json meta;
+  try {
+    archive.load_from(path.string(), device_);
+    c10::IValue text;
+    archive.read("meta", text);
+    meta = json::parse(text.toStringRef());
+  } catch (const std::exception& e) {
+    fail("checkpoint {} is unreadable ({}): delete it to start this run over", path.string(),
+         std::string(e.what()).substr(0, 200));
+  }
+  if (meta.value("format", "") != kCheckpointFormat) {
+    fail("checkpoint {} is not a qnas checkpoint ({}): delete it or choose another --run-dir", path.string(),
+         kCheckpointFormat);
+  }
+  if (meta.at("model") != model_identity()) {
+    fail("checkpoint {} is for '{}' but this run trains '{}': choose another --run-dir", path.string(),
+         meta.at("model").get<std::string>(), model_identity());
+  }
+  const json saved = meta.at("config"), now = config_.to_json();
+  for (const auto& [key, value] : now.items()) {
+    if (!saved.contains(key) || saved[key] != value) {
+      fail(
+          "checkpoint {} was made with {} = {}, this run has {}: an exact resume needs the same settings "
+          "(or choose another --run-dir)",
+          path.string(), key, saved.value(key, json()).dump(), value.dump());
+    }
+  }
+  try {
+    torch::serialize::InputArchive model_archive, optimizer_archive;
+    archive.read("model", model_archive);
+    archive.read("optimizer", optimizer_archive);
+    model_->load(model_archive);
+    optimizer_->load(optimizer_archive);
+  } catch (const std::exception& e) {
+    fail("checkpoint {} does not fit this model ({}): delete it to start over", path.string(),
+         std::string(e.what()).substr(0, 200));
+  }
+  logs_.clear();
+  for (const auto& l : meta.at("logs")) logs_.push_back(epoch_log_from_json(l));
+  return meta.at("epochs_done").get<int>();
+}
+
+void Trainer::write_logs() const {
+  json epochs = json::array();
+  for (const auto& l : logs_) epochs.push_back(to_json(l));
+  write_json_atomic(run_dir_ / "log.json",
+                    {{"model", model_identity()}, {"config", config_.to_json()}, {"epochs", epochs}});
+}
+
+std::vector<EpochLog> Trainer::run() {
+  fs::create_directories(run_dir_);
+  const int total = config_.epochs + config_.qat_epochs;
+  const int done = load_checkpoint();
+  if (done > 0)
+    std::fprintf(stderr, "resuming %s from epoch %d of %d\n", checkpoint_path().c_str(), done, total);
+  for (int epoch = done; epoch < total; ++epoch) {
+    EpochLog log = train_epoch(epoch);
+    const bool phase_end = epoch + 1 == config_.epochs || epoch + 1 == total;
+    auto subnets = evaluation_subnets();
+    if (!phase_end && subnets.size() > 2) subnets.resize(2);  // max and min every epoch, all at a phase's end
+    log.eval = evaluate(subnets);
+    std::string line = fmt::format("epoch {}/{}: loss {:.4f}, train acc {:.4f}, {:.0f} img/s;", epoch + 1,
+                                   total, log.loss, log.train_accuracy, log.images_per_second);
+    for (const auto& e : log.eval) line += fmt::format(" {} {:.4f}", e.name, e.accuracy);
+    std::fprintf(stderr, "%s\n", line.c_str());
+    logs_.push_back(log);
+    save_checkpoint(epoch + 1);
+    write_logs();
+  }
+  return logs_;
+}
+
+}  // namespace qnas::train

@@ -1,0 +1,129 @@
+#pragma once
+// The one training loop of qnas: the elastic supernet with the sandwich rule (max + min + k random subnets
+// per step, in-place distillation from the max subnet), or a plain static network (baselines, teachers).
+// FP32 epochs first, then LSQ+ QAT epochs at `qat_bits`. SGD with Nesterov momentum, cosine schedule with
+// warm-up, label smoothing. After every epoch an atomic checkpoint (model, optimizer, progress); a killed run
+// resumes from it and ends with the same weights as an uninterrupted one: the data order, augmentation and
+// subnet draws depend only on (seed, epoch, step).
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "nn/network.h"
+#include "space/subnet.h"
+#include "train/losses.h"
+
+namespace qnas::train {
+
+struct TrainConfig {
+  int epochs = 10;     // FP32 epochs
+  int qat_epochs = 0;  // LSQ+ QAT epochs after them
+  int qat_bits = 8;
+  std::int64_t batch_size = 128;
+  double lr = 0.1;
+  double qat_lr = 0.005;
+  double final_lr_fraction = 0.0;  // of the phase's initial rate
+  double warmup_epochs = 1.0;
+  double momentum = 0.9;
+  double weight_decay = 5e-5;  // on conv and linear weights only
+  double label_smoothing = 0.1;
+  int random_subnets = 2;  // k of the sandwich rule
+  std::string distillation = "alpha";
+  AlphaDivergenceOptions alpha;
+  bool augment = true;           // random crop (pad 2) + horizontal flip
+  std::int64_t train_limit = 0;  // use only the first N training images (0 = all)
+  std::int64_t test_limit = 0;   // evaluate on the first N test images (0 = all)
+  int bn_batches = 20;           // BN recalibration batches before every subnet evaluation
+  int eval_random_subnets = 3;   // besides max and min, at the end of each phase
+  std::uint64_t seed = 0;
+  std::string device = "cpu";  // or "cuda"
+
+  // Throws qnas::Error naming a key the config does not have or a value out of range.
+  static TrainConfig from_json(const nlohmann::json& j);
+  nlohmann::json to_json() const;
+  void validate() const;
+};
+
+// "tiny": minutes on a 2-core CPU, for CI and first contact. "fmnist": the full Fashion-MNIST schedule.
+TrainConfig preset(const std::string& name);
+
+struct SubnetAccuracy {
+  std::string name;    // max, min, random1..
+  std::string subnet;  // encoding ("" for a static network)
+  int bits = 32;
+  double accuracy = 0;
+  double mflops = 0;
+};
+
+struct EpochLog {
+  int epoch = 0;
+  int bits = 32;
+  double lr_start = 0;
+  double loss = 0;     // label loss of the max subnet (or the static network)
+  double distill = 0;  // mean distillation loss of the other subnets
+  double train_accuracy = 0;
+  double images_per_second = 0;  // training images through the max subnet per second of step time
+  double seconds = 0;
+  std::vector<SubnetAccuracy> eval;
+};
+
+class TrainingInterrupted : public std::runtime_error {
+ public:
+  TrainingInterrupted() : std::runtime_error("training interrupted") {}
+};
+
+class Trainer {
+ public:
+  // `model` is a nn::Supernet (elastic) or any other network (plain). Results go to `run_dir`.
+  Trainer(TrainConfig config, std::shared_ptr<nn::NetworkImpl> model, const data::ImageDataset& train,
+          const data::ImageDataset& test, std::filesystem::path run_dir);
+
+  // Trains to the end, resuming from run_dir/checkpoint.pt when it exists. Returns the epoch logs.
+  std::vector<EpochLog> run();
+
+  // Accuracy on the test set after BN recalibration, for named subnets (ignored for a static network).
+  std::vector<SubnetAccuracy> evaluate(const std::vector<std::pair<std::string, space::Subnet>>& subnets);
+  // max, min and `eval_random_subnets` random subnets drawn with the config's seed.
+  std::vector<std::pair<std::string, space::Subnet>> evaluation_subnets() const;
+
+  // Test hook: throw TrainingInterrupted after this many optimizer steps of this process (a kill).
+  void interrupt_after_steps(std::int64_t steps) { interrupt_after_ = steps; }
+  std::filesystem::path checkpoint_path() const { return run_dir_ / "checkpoint.pt"; }
+
+ private:
+  struct StepLosses {
+    double loss = 0, distill = 0;
+    std::int64_t correct = 0;
+  };
+  StepLosses step(const torch::Tensor& images, const torch::Tensor& labels, std::int64_t global_step);
+  EpochLog train_epoch(int epoch);
+  void set_lr(double lr);
+  double lr_at(int epoch, std::int64_t step_in_epoch) const;
+  int bits_of(int epoch) const { return epoch < config_.epochs ? 32 : config_.qat_bits; }
+  void save_checkpoint(int epochs_done);
+  int load_checkpoint();  // epochs done, 0 when there is no checkpoint
+  void write_logs() const;
+  std::string model_identity() const;
+
+  TrainConfig config_;
+  std::shared_ptr<nn::NetworkImpl> model_;
+  const data::ImageDataset& train_;
+  const data::ImageDataset& test_;
+  std::filesystem::path run_dir_;
+  torch::Device device_;
+  std::unique_ptr<torch::optim::SGD> optimizer_;
+  Distillation distillation_;
+  std::vector<EpochLog> logs_;
+  std::int64_t steps_this_process_ = 0;
+  std::int64_t interrupt_after_ = -1;
+};
+
+nlohmann::json to_json(const EpochLog& log);
+EpochLog epoch_log_from_json(const nlohmann::json& j);
+
+}  // namespace qnas::train
