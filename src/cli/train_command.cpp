@@ -51,18 +51,22 @@ train::TrainConfig make_config(const TrainArgs& a) {
 }
 
 std::string results_table(const std::vector<train::EpochLog>& logs) {
-  // The last evaluation of each phase: FP32 after the FP32 epochs, INTb after QAT.
-  Table table({"subnet", "MFLOPs", "bits", "test accuracy", "encoding"});
-  int last_bits = -1;
-  for (auto it = logs.rbegin(); it != logs.rend(); ++it) {
-    if (it->bits == last_bits || it->eval.size() <= 2) continue;
-    last_bits = it->bits;
-    for (const auto& e : it->eval) {
+  // The last evaluation of each phase, FP32 then INTb; subnet encodings are listed under the table.
+  Table table({"subnet", "MFLOPs", "bits", "test accuracy"});
+  std::vector<const train::EpochLog*> phase_ends;
+  for (size_t i = 0; i < logs.size(); ++i) {
+    if (i + 1 == logs.size() || logs[i + 1].bits != logs[i].bits) phase_ends.push_back(&logs[i]);
+  }
+  std::string encodings;
+  for (const auto* log : phase_ends) {
+    for (const auto& e : log->eval) {
       table.add_row({e.name, fmt::format("{:.2f}", e.mflops), std::to_string(e.bits),
-                     fmt::format("{:.2f}%", 100 * e.accuracy), e.subnet});
+                     fmt::format("{:.2f}%", 100 * e.accuracy)});
+      if (log == phase_ends.front() && !e.subnet.empty())
+        encodings += fmt::format("  {}: {}\n", e.name, e.subnet);
     }
   }
-  return table.render();
+  return table.render() + (encodings.empty() ? "" : "\nsubnets:\n" + encodings);
 }
 
 void run_train(const TrainArgs& a) {

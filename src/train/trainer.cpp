@@ -49,6 +49,12 @@ torch::Device parse_device(const std::string& name) {
   fail("unknown device '{}': use cpu or cuda", name);
 }
 
+// LibTorch's messages carry a stack trace after the first line.
+std::string first_line(const char* message) {
+  const std::string text(message);
+  return text.substr(0, text.find('\n'));
+}
+
 nn::SupernetImpl* as_supernet(nn::NetworkImpl* model) {
   return dynamic_cast<nn::SupernetImpl*>(model);
 }
@@ -269,7 +275,10 @@ void Trainer::set_lr(double lr) {
 Trainer::StepLosses Trainer::step(const torch::Tensor& images, const torch::Tensor& labels,
                                   std::int64_t global_step) {
   StepLosses out;
-  optimizer_->zero_grad();
+  // Gradients are dropped, not zeroed (PyTorch 2's set_to_none): a weight no subnet of this step used then
+  // gets no momentum or decay update, as in PyTorch 2, whatever LibTorch this builds against; and a
+  // resumed run, whose weights start without gradients, takes the same steps as an uninterrupted one.
+  for (auto& p : model_->parameters()) p.mutable_grad() = torch::Tensor();
   nn::SupernetImpl* supernet = as_supernet(model_.get());
   if (supernet) supernet->set_active(supernet->sample_max());
   const torch::Tensor logits = model_->forward(images);
@@ -452,7 +461,7 @@ int Trainer::load_checkpoint() {
     meta = json::parse(text.toStringRef());
   } catch (const std::exception& e) {
     fail("checkpoint {} is unreadable ({}): delete it to start this run over", path.string(),
-         std::string(e.what()).substr(0, 200));
+         first_line(e.what()));
   }
   if (meta.value("format", "") != kCheckpointFormat) {
     fail("checkpoint {} is not a qnas checkpoint ({}): delete it or choose another --run-dir", path.string(),
@@ -479,7 +488,7 @@ int Trainer::load_checkpoint() {
     optimizer_->load(optimizer_archive);
   } catch (const std::exception& e) {
     fail("checkpoint {} does not fit this model ({}): delete it to start over", path.string(),
-         std::string(e.what()).substr(0, 200));
+         first_line(e.what()));
   }
   logs_.clear();
   for (const auto& l : meta.at("logs")) logs_.push_back(epoch_log_from_json(l));

@@ -1,0 +1,172 @@
+// The training loop at tiny scale: a kill mid-epoch and a resume end with the same weights as an
+// uninterrupted run, bad checkpoints and configs get clear errors, and the plain path learns.
+#include "train/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "nn/supernet.h"
+#include "space/sampling.h"
+#include "test_util.h"
+
+using namespace qnas;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Two kinds of 28x28 images: bright top half (class 0) or bright bottom half (class 1), with noise.
+data::ImageDataset synthetic(std::int64_t count, std::uint64_t seed) {
+  data::ImageDataset d;
+  d.count = count;
+  d.channels = 1;
+  d.height = d.width = 28;
+  d.source = "synthetic";
+  for (int c = 0; c < 10; ++c) d.class_names.push_back("class" + std::to_string(c));
+  Rng rng(seed);
+  for (std::int64_t i = 0; i < count; ++i) {
+    const std::int64_t label = static_cast<std::int64_t>(rng.below(2));
+    d.labels.push_back(label);
+    for (int y = 0; y < 28; ++y) {
+      for (int x = 0; x < 28; ++x) {
+        const bool bright = (y < 14) == (label == 0);
+        d.pixels.push_back(static_cast<std::uint8_t>((bright ? 150 : 30) + rng.below(80)));
+      }
+    }
+  }
+  d.validate();
+  return d;
+}
+
+train::TrainConfig tiny_config() {
+  train::TrainConfig c;
+  c.epochs = 2;
+  c.qat_epochs = 1;
+  c.batch_size = 16;
+  c.lr = 0.05;
+  c.qat_lr = 0.005;
+  c.warmup_epochs = 0.5;
+  c.random_subnets = 1;
+  c.bn_batches = 2;
+  c.eval_random_subnets = 1;
+  return c;
+}
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("qnas-test-" + name)) {
+    fs::remove_all(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+std::shared_ptr<nn::SupernetImpl> fresh_supernet() {
+  torch::manual_seed(3);
+  return std::make_shared<nn::SupernetImpl>(space::SearchSpace::parse("fmnistw-000000-000000"));
+}
+
+double max_state_diff(torch::nn::Module& a, torch::nn::Module& b) {
+  double diff = 0;
+  const auto pa = a.named_parameters(), pb = b.named_parameters();
+  for (const auto& p : pa) {
+    const double d = (p.value() - pb[p.key()]).abs().max().item<double>();
+    if (d > 1e-5) ADD_FAILURE() << "parameter " << p.key() << " differs by " << d;
+    diff = std::max(diff, d);
+  }
+  const auto ba = a.named_buffers(), bb = b.named_buffers();
+  for (const auto& p : ba) {
+    const double d =
+        (p.value().to(torch::kDouble) - bb[p.key()].to(torch::kDouble)).abs().max().item<double>();
+    if (d > 1e-5) ADD_FAILURE() << "buffer " << p.key() << " differs by " << d;
+    diff = std::max(diff, d);
+  }
+  return diff;
+}
+
+TEST(Trainer, KilledAndResumedRunEndsWithTheSameWeights) {
+  const auto train_set = synthetic(96, 1), test_set = synthetic(32, 2);  // 6 steps per epoch
+  TempDir straight("straight"), killed("killed");
+
+  auto reference = fresh_supernet();
+  const auto reference_logs =
+      train::Trainer(tiny_config(), reference, train_set, test_set, straight.path).run();
+  ASSERT_EQ(reference_logs.size(), 3u);
+  EXPECT_EQ(reference_logs[2].bits, 8);
+
+  // Killed in the middle of epoch 2 (FP32), then in the middle of epoch 3 (the QAT epoch).
+  for (int steps : {8, 8}) {
+    auto model = fresh_supernet();
+    train::Trainer trainer(tiny_config(), model, train_set, test_set, killed.path);
+    trainer.interrupt_after_steps(steps);
+    EXPECT_THROW(trainer.run(), train::TrainingInterrupted);
+  }
+  auto resumed = fresh_supernet();
+  const auto logs = train::Trainer(tiny_config(), resumed, train_set, test_set, killed.path).run();
+  ASSERT_EQ(logs.size(), 3u);
+  EXPECT_LT(max_state_diff(*resumed, *reference), 1e-5);
+  for (size_t e = 0; e < logs.size(); ++e) {
+    EXPECT_NEAR(logs[e].loss, reference_logs[e].loss, 1e-6) << e;
+    EXPECT_NEAR(logs[e].eval[0].accuracy, reference_logs[e].eval[0].accuracy, 1e-9) << e;
+  }
+  EXPECT_TRUE(fs::exists(killed.path / "log.json"));
+  EXPECT_FALSE(fs::exists(killed.path / "checkpoint.pt.tmp"));
+}
+
+TEST(Trainer, CorruptCheckpointIsAClearError) {
+  const auto train_set = synthetic(32, 1), test_set = synthetic(16, 2);
+  TempDir dir("corrupt");
+  fs::create_directories(dir.path);
+  std::ofstream(dir.path / "checkpoint.pt") << "not a checkpoint";
+  train::Trainer trainer(tiny_config(), fresh_supernet(), train_set, test_set, dir.path);
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { trainer.run(); }), "unreadable");
+}
+
+TEST(Trainer, ResumingWithOtherSettingsNamesTheKey) {
+  const auto train_set = synthetic(32, 1), test_set = synthetic(16, 2);
+  TempDir dir("settings");
+  auto config = tiny_config();
+  config.epochs = 1;
+  config.qat_epochs = 0;
+  train::Trainer(config, fresh_supernet(), train_set, test_set, dir.path).run();
+  config.lr = 0.2;
+  train::Trainer changed(config, fresh_supernet(), train_set, test_set, dir.path);
+  const std::string message = qnas::testing::error_message([&] { changed.run(); });
+  EXPECT_CONTAINS(message, "lr = 0.05");
+  EXPECT_CONTAINS(message, "--run-dir");
+}
+
+TEST(Trainer, PlainPathLearnsAnEasyTask) {
+  const auto train_set = synthetic(256, 4), test_set = synthetic(64, 5);
+  TempDir dir("plain");
+  const space::SearchSpace sp = space::SearchSpace::parse("fmnistw-000000-000000");
+  torch::manual_seed(0);
+  auto net = std::make_shared<nn::StaticNetImpl>(space::build_arch_spec(sp, space::min_subnet(sp)));
+  auto config = tiny_config();
+  config.epochs = 3;
+  config.qat_epochs = 0;
+  const auto logs = train::Trainer(config, net, train_set, test_set, dir.path).run();
+  ASSERT_EQ(logs.back().eval.size(), 1u);
+  EXPECT_GT(logs.back().eval[0].accuracy, 0.95);
+  EXPECT_LT(logs.back().loss, logs.front().loss);
+}
+
+TEST(TrainConfig, UnknownKeysAndWrongTypesAreNamed) {
+  EXPECT_CONTAINS(qnas::testing::error_message([] {
+                    train::TrainConfig::from_json({{"epoch", 3}});
+                  }),
+                  "unknown training config key 'epoch'");
+  EXPECT_CONTAINS(qnas::testing::error_message([] {
+                    train::TrainConfig::from_json({{"distillation", 3}});
+                  }),
+                  "'distillation' must be a string");
+  EXPECT_CONTAINS(qnas::testing::error_message([] {
+                    train::TrainConfig::from_json({{"qat_bits", 6}});
+                  }),
+                  "6");
+  EXPECT_CONTAINS(qnas::testing::error_message([] { train::preset("huge"); }), "tiny");
+  const auto c = train::preset("fmnist");
+  EXPECT_EQ(train::TrainConfig::from_json(c.to_json()).to_json(), c.to_json());
+}
+
+}  // namespace
