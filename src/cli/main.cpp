@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
 #ifdef QNAS_HAVE_TORCH
   qnas::cli::add_train_command(app);
 #endif
+#ifdef QNAS_HAVE_BLOCK_KD
+  qnas::cli::add_block_kd_commands(app);
+#endif
 #ifdef QNAS_HAVE_ONEDNN
   CLI::App& profile = qnas::cli::add_profile_commands(app);
 #ifdef QNAS_HAVE_ONNX

@@ -23,7 +23,7 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 struct SpaceSearchArgs {
-  std::string lut_dir, hyperspace, out_dir, fixed_latency = "0", form = "topk";
+  std::string lut_dir, hyperspace, out_dir, fixed_latency, form = "topk";
   std::vector<double> limits;
   std::vector<std::string> score_only;
   int population = 500, sample = 125, evaluations = 5000, top = 50, threads = 0;
@@ -33,6 +33,20 @@ struct SpaceSearchArgs {
   bool json = false;
 };
 
+// What `qnas build-lut` measured for the stages its LUTs leave out, as "RES:MS,...", or "0" without it
+// (the official LUTs: there the number is an input).
+std::string recorded_fixed_latency(const std::string& lut_dir) {
+  const fs::path file = fs::path(lut_dir) / "fixed_latency.json";
+  if (!fs::exists(file)) return "0";
+  const json j = read_json_file(file);
+  std::string text;
+  for (const auto& [res, ms] : j.items()) {
+    if (!ms.is_number()) fail("{}: the latency for resolution {} must be a number of ms", file.string(), res);
+    text += fmt::format("{}{}:{}", text.empty() ? "" : ",", res, ms.get<double>());
+  }
+  return text.empty() ? "0" : text;
+}
+
 QtOptions qt_options(const SpaceSearchArgs& args, const BlockLutSet& luts) {
   QtOptions qt;
   qt.latency_limits_ms = args.limits;
@@ -41,7 +55,9 @@ QtOptions qt_options(const SpaceSearchArgs& args, const BlockLutSet& luts) {
   qt.t = args.t;
   qt.a = args.a;
   qt.form = args.form == "expectation" ? QtForm::kExpectation : QtForm::kTopK;
-  qt.fixed_latency_ms = parse_fixed_latency(args.fixed_latency, luts.resolutions());
+  qt.fixed_latency_ms = parse_fixed_latency(
+      args.fixed_latency.empty() ? recorded_fixed_latency(args.lut_dir) : args.fixed_latency,
+      luts.resolutions());
   qt.seed = args.seed;
   qt.threads = args.threads;
   return qt;
@@ -163,7 +179,8 @@ void add_search_commands(CLI::App& app) {
       ->check(CLI::IsMember({"topk", "expectation"}));
   cmd->add_option("--fixed-latency", args->fixed_latency,
                   "latency in ms of the stages the LUTs leave out (first_conv, stage0, heads): one number or "
-                  "RES:MS,... per resolution; our own LUTs record it, the official ones need it given");
+                  "RES:MS,... per resolution (default: the LUT directory's fixed_latency.json that build-lut "
+                  "writes, else 0; the official LUTs need it given)");
   cmd->add_option("--seed", args->seed, "random seed (the whole search is deterministic for a seed)");
   cmd->add_option("--threads", args->threads, "threads for the Q-T sampling (0 = all cores)");
   cmd->add_option("--out", args->out_dir,

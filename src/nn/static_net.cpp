@@ -87,16 +87,48 @@ torch::Tensor StaticNetImpl::run_layer(StaticLayer& layer, const torch::Tensor& 
   return x;
 }
 
+torch::Tensor StaticNetImpl::run_block(StaticBlock& block, const torch::Tensor& x) {
+  torch::Tensor y = x;
+  for (auto& layer : block.layers) y = run_layer(layer, y);
+  if (block.spec.shortcut == space::Shortcut::kIdentity) y = y + x;
+  if (block.spec.shortcut == space::Shortcut::kProjection) y = y + run_layer(*block.projection, x);
+  return activate(y, block.spec.post_add_activation);
+}
+
 torch::Tensor StaticNetImpl::forward(const torch::Tensor& images) {
   torch::Tensor x = resize_images(images, spec_.resolution);
-  for (auto& block : blocks_) {
-    torch::Tensor y = x;
-    for (auto& layer : block.layers) y = run_layer(layer, y);
-    if (block.spec.shortcut == space::Shortcut::kIdentity) y = y + x;
-    if (block.spec.shortcut == space::Shortcut::kProjection) y = y + run_layer(*block.projection, x);
-    x = activate(y, block.spec.post_add_activation);
-  }
+  for (auto& block : blocks_) x = run_block(block, x);
   return x.flatten(1);
+}
+
+std::pair<size_t, size_t> StaticNetImpl::stage_blocks(const std::string& stage) const {
+  std::optional<size_t> first;
+  size_t last = 0;
+  std::string names;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (blocks_[i].spec.stage == stage) {
+      if (!first) first = i;
+      last = i;
+    }
+    if (i == 0 || blocks_[i].spec.stage != blocks_[i - 1].spec.stage) names += " " + blocks_[i].spec.stage;
+  }
+  if (!first) fail("network {} has no stage '{}': its stages are{}", spec_.subnet, stage, names);
+  return {*first, last};
+}
+
+std::pair<int, int> StaticNetImpl::stage_channels(const std::string& stage) const {
+  const auto [first, last] = stage_blocks(stage);
+  return {blocks_[first].spec.cin, blocks_[last].spec.cout};
+}
+
+std::pair<torch::Tensor, torch::Tensor> StaticNetImpl::stage_io(const torch::Tensor& images,
+                                                                const std::string& stage) {
+  const auto [first, last] = stage_blocks(stage);
+  torch::Tensor x = resize_images(images, spec_.resolution);
+  for (size_t i = 0; i < first; ++i) x = run_block(blocks_[i], x);
+  torch::Tensor input = x;
+  for (size_t i = first; i <= last; ++i) x = run_block(blocks_[i], x);
+  return {input, x};
 }
 
 }  // namespace qnas::nn

@@ -36,12 +36,19 @@ class StaticNetImpl : public NetworkImpl {
  public:
   explicit StaticNetImpl(space::ArchSpec spec);
   torch::Tensor forward(const torch::Tensor& images) override;
+  // What the stage named `stage` receives and returns for these images (block-wise distillation targets).
+  // Runs only the blocks up to the end of that stage; throws naming the stages when there is no such stage.
+  std::pair<torch::Tensor, torch::Tensor> stage_io(const torch::Tensor& images, const std::string& stage);
+  // Channels into and out of a stage.
+  std::pair<int, int> stage_channels(const std::string& stage) const;
   const space::ArchSpec& spec() const { return spec_; }
   std::vector<StaticBlock>& blocks() { return blocks_; }
 
  private:
   StaticLayer make_layer(const space::LayerSpec& spec, const std::string& name);
   torch::Tensor run_layer(StaticLayer& layer, const torch::Tensor& x);
+  torch::Tensor run_block(StaticBlock& block, const torch::Tensor& x);
+  std::pair<size_t, size_t> stage_blocks(const std::string& stage) const;  // [first, last]
 
   space::ArchSpec spec_;
   std::vector<StaticBlock> blocks_;

@@ -7,29 +7,13 @@
 #include <torch/torch.h>
 
 #include "core/rng.h"
-#include "nn/dynamic_ops.h"
+#include "nn/elastic_block.h"
 #include "nn/network.h"
 #include "nn/static_net.h"
 #include "space/arch_spec.h"
 #include "space/search_space.h"
 
 namespace qnas::nn {
-
-// One slot of a block's main path: an elastic conv(+BN)(+act), an elastic SE, a pool or an elastic linear.
-struct ElasticLayer {
-  space::LayerSpec max;  // the largest layer this slot can be
-  DynamicConv2d conv{nullptr};
-  DynamicBatchNorm2d bn{nullptr};  // every conv slot has one: in K3 stacks the BN moves with the depth
-  DynamicConv2d se_expand{nullptr};
-  torch::Tensor se_reduce_bias, se_expand_bias;
-  DynamicLinear linear{nullptr};
-};
-
-struct ElasticBlock {
-  space::BlockSpec max;
-  std::vector<ElasticLayer> layers;
-  std::optional<ElasticLayer> projection;  // residual block types: used whenever the active shapes differ
-};
 
 class SupernetImpl : public NetworkImpl {
  public:
@@ -52,11 +36,7 @@ class SupernetImpl : public NetworkImpl {
   StaticNet extract_active();
 
  private:
-  ElasticLayer make_layer(const space::LayerSpec& max, const std::string& name);
-  torch::Tensor run_layer(ElasticLayer& slot, const space::LayerSpec& active, const torch::Tensor& x);
   ElasticBlock& slot(const space::BlockSpec& active);
-  // Matches each active layer to the slot layer it runs on (see supernet.cpp).
-  std::vector<size_t> align(const ElasticBlock& slot, const space::BlockSpec& active) const;
 
   space::SearchSpace space_;
   std::vector<std::vector<ElasticBlock>> stages_;  // [stage][block index]

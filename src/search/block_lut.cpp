@@ -23,17 +23,6 @@ float parse_float(const std::string& text, const std::string& where, const char*
 
 }  // namespace
 
-std::vector<int> stage_input_sizes(const space::Hyperspace& hyperspace, int resolution) {
-  std::vector<int> sizes;
-  int hw = resolution;
-  for (const auto& stage : hyperspace.stages) {
-    sizes.push_back(hw);
-    // The stride-s first block of each stage; stem kernel 3, all others keep "same" padding.
-    hw = space::conv_out_size(hw, 3, stage.stride);
-  }
-  return sizes;
-}
-
 LutRow BlockLutSet::parse_row(const std::string& line, const std::string& where) {
   std::string text = line;
   if (!text.empty() && text.back() == '\r') text.pop_back();

@@ -61,7 +61,6 @@ class BlockLutSet {
   std::map<Key, std::map<int, LutTable>> files_;
 };
 
-// Input H/W of each stage (by index in hyperspace.stages) for a network input of `resolution`.
-std::vector<int> stage_input_sizes(const space::Hyperspace& hyperspace, int resolution);
+using space::stage_input_sizes;
 
 }  // namespace qnas::search

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "space/arch_spec.h"
 
 namespace qnas::space {
 namespace {
@@ -220,6 +221,17 @@ const Hyperspace& find_hyperspace(const std::string& name) {
     if (hs.name == name) return hs;
   }
   fail("unknown hyperspace '{}': choose one of {}", name, fmt::join(builtin_hyperspace_names(), ", "));
+}
+
+std::vector<int> stage_input_sizes(const Hyperspace& hyperspace, int resolution) {
+  std::vector<int> sizes;
+  int hw = resolution;
+  for (const auto& stage : hyperspace.stages) {
+    sizes.push_back(hw);
+    // The stride-s first block of each stage; stem kernel 3, all others keep "same" padding.
+    hw = conv_out_size(hw, 3, stage.stride);
+  }
+  return sizes;
 }
 
 }  // namespace qnas::space

@@ -44,6 +44,9 @@ struct Hyperspace {
   int stage_index(const std::string& stage_name) const;
 };
 
+// Input H/W of each stage (by index in hyperspace.stages) for a network input of `resolution`.
+std::vector<int> stage_input_sizes(const Hyperspace& hyperspace, int resolution);
+
 // The built-in hyperspaces: "onnxw" and "mobilew" exactly as the official SpaceEvo code defines them,
 // and "fmnistw", our 28x28 Fashion-MNIST scale-down of onnxw.
 const std::vector<std::string>& builtin_hyperspace_names();

@@ -10,34 +10,15 @@
 #include "nn/supernet.h"
 #include "space/sampling.h"
 #include "test_util.h"
+#include "train/train_test_util.h"
 
 using namespace qnas;
 namespace fs = std::filesystem;
 
 namespace {
 
-// Two kinds of 28x28 images: bright top half (class 0) or bright bottom half (class 1), with noise.
-data::ImageDataset synthetic(std::int64_t count, std::uint64_t seed) {
-  data::ImageDataset d;
-  d.count = count;
-  d.channels = 1;
-  d.height = d.width = 28;
-  d.source = "synthetic";
-  for (int c = 0; c < 10; ++c) d.class_names.push_back("class" + std::to_string(c));
-  Rng rng(seed);
-  for (std::int64_t i = 0; i < count; ++i) {
-    const std::int64_t label = static_cast<std::int64_t>(rng.below(2));
-    d.labels.push_back(label);
-    for (int y = 0; y < 28; ++y) {
-      for (int x = 0; x < 28; ++x) {
-        const bool bright = (y < 14) == (label == 0);
-        d.pixels.push_back(static_cast<std::uint8_t>((bright ? 150 : 30) + rng.below(80)));
-      }
-    }
-  }
-  d.validate();
-  return d;
-}
+using train_test::synthetic;
+using train_test::TempDir;
 
 train::TrainConfig tiny_config() {
   train::TrainConfig c;
@@ -52,14 +33,6 @@ train::TrainConfig tiny_config() {
   c.eval_random_subnets = 1;
   return c;
 }
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("qnas-test-" + name)) {
-    fs::remove_all(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::shared_ptr<nn::SupernetImpl> fresh_supernet() {
   torch::manual_seed(3);

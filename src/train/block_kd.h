@@ -1,0 +1,116 @@
+#pragma once
+// Block-wise knowledge distillation (SpaceEvo): every (stage, block type, width window) of a hyperspace is
+// trained on its own to reproduce a teacher's stage output from the teacher's stage input (NSR loss, the
+// 4-way sandwich: max, min and two random sub-stages per batch), FP32 epochs then LSQ+ QAT epochs. The
+// trained stages then fill the block LUTs (block_lut_builder.h) that the space search scores.
+//
+// A run directory holds config.json (teacher, hyperspace, settings) and blocks/: per block the student's
+// weights (<name>.pt) and its log (<name>.json, written last: the block is done when it exists). Blocks are
+// taken through a WorkQueue, so any number of workers may share the directory.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "nn/elastic_stage.h"
+#include "nn/static_net.h"
+#include "space/stage_space.h"
+
+namespace qnas::train {
+
+struct BlockKdConfig {
+  int epochs = 1;      // FP32 epochs
+  int qat_epochs = 1;  // LSQ+ epochs after them
+  int qat_bits = 8;
+  std::int64_t batch_size = 64;
+  double lr = 2e-3;  // Adam, cosine to zero within each phase
+  double qat_lr = 2e-4;
+  int random_subnets = 2;        // with max and min: the 4-way sandwich
+  std::int64_t train_limit = 0;  // the first N training images (0 = all but the held-out ones)
+  std::int64_t heldout = 1000;   // the last N training images: never trained on, the LUT's NSR data
+  int lut_rows = 1000;           // sampled sub-stages per LUT file
+  double stale_seconds = 600;    // a lock untouched this long belongs to a dead worker
+  std::uint64_t seed = 0;
+  std::string device = "cpu";
+
+  static BlockKdConfig from_json(const nlohmann::json& j);  // names unknown keys and wrong types
+  nlohmann::json to_json() const;
+  void validate() const;
+};
+
+// "tiny": every block of fmnistw in minutes on a 2-core CPU. "fmnist": the full schedule.
+BlockKdConfig block_kd_preset(const std::string& name);
+
+// NSR loss: mean over batch and channels of mean_hw((t - s)^2) / var_hw(t). A channel that a ReLU switched
+// off has no variance, so each variance is floored at 1e-3 of the sample's mean channel variance.
+torch::Tensor nsr_loss(const torch::Tensor& student, const torch::Tensor& teacher);
+
+struct Teacher {
+  nn::StaticNet net{nullptr};
+  int bits = 32;         // the precision the teacher ended its training in
+  double accuracy = 0;   // its last test accuracy
+  std::string identity;  // "static <space> <subnet> r<res>"
+  std::filesystem::path checkpoint;
+};
+
+// Loads a network trained by `qnas train --subnet` from its run directory or checkpoint file. Errors name
+// the file and the fix: missing, unreadable, a supernet checkpoint, an unfinished run.
+Teacher load_teacher(const std::filesystem::path& run_dir_or_checkpoint);
+
+struct BlockKdResult {
+  std::string name;
+  std::vector<double> epoch_nsr;  // mean NSR of the max sub-stage per epoch
+  int steps = 0;
+  double seconds = 0;
+  std::string device;
+  int threads = 0;
+  std::string host;
+};
+nlohmann::json to_json(const BlockKdResult& r);
+
+class BlockKd {
+ public:
+  // Creates or checks run_dir/config.json: a run directory made with another teacher, hyperspace or
+  // settings is refused, naming the key.
+  BlockKd(BlockKdConfig config, Teacher teacher, const data::ImageDataset& train,
+          std::filesystem::path run_dir);
+  const space::Hyperspace& hyperspace() const { return *hyperspace_; }
+  int resolution() const { return resolution_; }
+  // Every block of the hyperspace, or the named ones ("stage3_1_0").
+  std::vector<space::StageSpace> blocks(const std::vector<std::string>& names = {}) const;
+  bool is_done(const space::StageSpace& block) const;
+  // Takes blocks until none is left that no live worker holds. Returns the blocks this process trained.
+  std::vector<BlockKdResult> run(const std::vector<space::StageSpace>& blocks);
+  // Trains one block and saves it; `on_step` runs after every optimizer step (the queue's heartbeat).
+  BlockKdResult train_block(const space::StageSpace& block, const std::function<void()>& on_step = {});
+  // The trained student of a finished block.
+  nn::StageStudent load_student(const space::StageSpace& block) const;
+  // The teacher's input and output of `stage` for images [begin, end) of the training set.
+  std::pair<torch::Tensor, torch::Tensor> teacher_io(const std::string& stage, std::int64_t begin,
+                                                     std::int64_t end);
+  // Indices of the held-out images (the end of the training set).
+  std::pair<std::int64_t, std::int64_t> heldout_range() const;
+  const BlockKdConfig& config() const { return config_; }
+  std::filesystem::path block_dir() const { return run_dir_ / "blocks"; }
+  // Test hook: the next train_block throws after this many steps (a killed worker).
+  void interrupt_after_steps(std::int64_t steps) { interrupt_after_ = steps; }
+
+ private:
+  nn::StageStudent make_student(const space::StageSpace& block) const;
+  torch::Tensor images(const std::vector<std::int64_t>& indices) const;
+  BlockKdConfig config_;
+  Teacher teacher_;
+  const data::ImageDataset& train_;
+  std::filesystem::path run_dir_;
+  const space::Hyperspace* hyperspace_ = nullptr;
+  int resolution_ = 0;
+  torch::Device device_;
+  std::int64_t interrupt_after_ = -1;
+};
+
+}  // namespace qnas::train
