@@ -51,9 +51,7 @@ std::vector<space::SubStage> BlockLutBuilder::sample_rows(const space::StageSpac
 double BlockLutBuilder::latency_ms(const std::vector<space::BlockSpec>& blocks) const {
   space::ArchSpec spec;
   spec.blocks = blocks;
-  double total = 0;
-  for (const auto& [stage, sum] : lut_.stage_sums(spec)) total += lut_.slope(stage) * sum;
-  return total;
+  return lut_.predict(spec) - lut_.intercept();  // the intercept belongs to a whole network: fixed stages
 }
 
 std::size_t BlockLutBuilder::fill_latency(const std::vector<space::BlockSpec>& blocks) {

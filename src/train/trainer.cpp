@@ -64,30 +64,42 @@ nn::SupernetImpl* as_supernet(nn::NetworkImpl* model) {
 // ---------------------------------------------------------------------------------------------------------
 // Configuration
 
+namespace {
+
+// Every key of the config, visited once for both directions, so a key cannot be written but not read.
+template <typename Config, typename Visit>
+void visit_fields(Config& c, Visit&& visit) {
+  visit("epochs", c.epochs);
+  visit("qat_epochs", c.qat_epochs);
+  visit("qat_bits", c.qat_bits);
+  visit("batch_size", c.batch_size);
+  visit("lr", c.lr);
+  visit("qat_lr", c.qat_lr);
+  visit("final_lr_fraction", c.final_lr_fraction);
+  visit("warmup_epochs", c.warmup_epochs);
+  visit("momentum", c.momentum);
+  visit("weight_decay", c.weight_decay);
+  visit("label_smoothing", c.label_smoothing);
+  visit("random_subnets", c.random_subnets);
+  visit("distillation", c.distillation);
+  visit("alpha_min", c.alpha.alpha_min);
+  visit("alpha_max", c.alpha.alpha_max);
+  visit("ratio_clip", c.alpha.ratio_clip);
+  visit("augment", c.augment);
+  visit("train_limit", c.train_limit);
+  visit("test_limit", c.test_limit);
+  visit("bn_batches", c.bn_batches);
+  visit("eval_random_subnets", c.eval_random_subnets);
+  visit("seed", c.seed);
+  visit("device", c.device);
+}
+
+}  // namespace
+
 json TrainConfig::to_json() const {
-  return {{"epochs", epochs},
-          {"qat_epochs", qat_epochs},
-          {"qat_bits", qat_bits},
-          {"batch_size", batch_size},
-          {"lr", lr},
-          {"qat_lr", qat_lr},
-          {"final_lr_fraction", final_lr_fraction},
-          {"warmup_epochs", warmup_epochs},
-          {"momentum", momentum},
-          {"weight_decay", weight_decay},
-          {"label_smoothing", label_smoothing},
-          {"random_subnets", random_subnets},
-          {"distillation", distillation},
-          {"alpha_min", alpha.alpha_min},
-          {"alpha_max", alpha.alpha_max},
-          {"ratio_clip", alpha.ratio_clip},
-          {"augment", augment},
-          {"train_limit", train_limit},
-          {"test_limit", test_limit},
-          {"bn_batches", bn_batches},
-          {"eval_random_subnets", eval_random_subnets},
-          {"seed", seed},
-          {"device", device}};
+  json j = json::object();
+  visit_fields(*this, [&](const char* key, const auto& field) { j[key] = field; });
+  return j;
 }
 
 TrainConfig TrainConfig::from_json(const json& j) {
@@ -104,32 +116,9 @@ TrainConfig TrainConfig::from_json(const json& j) {
       fail("training config key '{}' must be a {}, got {}", key, known[key].type_name(), value.type_name());
     }
   }
-  auto get = [&](const char* key, auto& field) {
+  visit_fields(c, [&](const char* key, auto& field) {
     if (j.contains(key)) field = j[key].get<std::decay_t<decltype(field)>>();
-  };
-  get("epochs", c.epochs);
-  get("qat_epochs", c.qat_epochs);
-  get("qat_bits", c.qat_bits);
-  get("batch_size", c.batch_size);
-  get("lr", c.lr);
-  get("qat_lr", c.qat_lr);
-  get("final_lr_fraction", c.final_lr_fraction);
-  get("warmup_epochs", c.warmup_epochs);
-  get("momentum", c.momentum);
-  get("weight_decay", c.weight_decay);
-  get("label_smoothing", c.label_smoothing);
-  get("random_subnets", c.random_subnets);
-  get("distillation", c.distillation);
-  get("alpha_min", c.alpha.alpha_min);
-  get("alpha_max", c.alpha.alpha_max);
-  get("ratio_clip", c.alpha.ratio_clip);
-  get("augment", c.augment);
-  get("train_limit", c.train_limit);
-  get("test_limit", c.test_limit);
-  get("bn_batches", c.bn_batches);
-  get("eval_random_subnets", c.eval_random_subnets);
-  get("seed", c.seed);
-  get("device", c.device);
+  });
   c.validate();
   return c;
 }
@@ -230,6 +219,9 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::NetworkImpl> model, con
   distillation_ = parse_distillation(config_.distillation);
   if (train_.count == 0 || test_.count == 0) fail("training needs non-empty training and test sets");
   model_->to(device_);
+  const std::int64_t images =
+      config_.train_limit > 0 ? std::min(config_.train_limit, train_.count) : train_.count;
+  batches_per_epoch_ = std::max<std::int64_t>(1, images / config_.batch_size);
   // Weight decay on conv and linear weights only: not on BN, biases or quantizer scales.
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model_->named_parameters()) {
@@ -254,8 +246,7 @@ std::string Trainer::model_identity() const {
 }
 
 double Trainer::lr_at(int epoch, std::int64_t step_in_epoch) const {
-  const std::int64_t batches = std::max<std::int64_t>(
-      1, static_cast<std::int64_t>(first_n(train_.count, config_.train_limit).size()) / config_.batch_size);
+  const std::int64_t batches = batches_per_epoch_;
   CosineSchedule s;
   if (epoch < config_.epochs) {
     s = {config_.lr, config_.lr * config_.final_lr_fraction,
@@ -265,6 +256,11 @@ double Trainer::lr_at(int epoch, std::int64_t step_in_epoch) const {
   }
   s = {config_.qat_lr, config_.qat_lr * config_.final_lr_fraction, 0, config_.qat_epochs * batches};
   return s.at((epoch - config_.epochs) * batches + step_in_epoch);
+}
+
+void Trainer::set_bits(int bits) {
+  quant::set_bits(*model_, bits);
+  bits_ = bits;
 }
 
 void Trainer::set_lr(double lr) {
@@ -321,7 +317,7 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& images, const torch::Tens
 
 EpochLog Trainer::train_epoch(int epoch) {
   const int bits = bits_of(epoch);
-  quant::set_bits(*model_, bits);
+  set_bits(bits);
   model_->train();
   data::LoaderOptions options;
   options.batch_size = config_.batch_size;
@@ -401,9 +397,7 @@ std::vector<SubnetAccuracy> Trainer::evaluate(
     } else if (auto* net = dynamic_cast<nn::StaticNetImpl*>(model_.get())) {
       r.mflops = static_cast<double>(net->spec().macs()) / 1e6;
     }
-    for (const auto& m : model_->modules()) {
-      if (auto* q = dynamic_cast<quant::LsqWeightImpl*>(m.get())) r.bits = q->bits();
-    }
+    r.bits = bits_;
     calibration.reset(0);
     data::Batch batch;
     nn::recalibrate_batch_norm(
@@ -506,8 +500,11 @@ std::vector<EpochLog> Trainer::run() {
   fs::create_directories(run_dir_);
   const int total = config_.epochs + config_.qat_epochs;
   const int done = load_checkpoint();
-  if (done > 0)
+  if (done > 0) {
     std::fprintf(stderr, "resuming %s from epoch %d of %d\n", checkpoint_path().c_str(), done, total);
+    // Bit-widths are settings, not state: a finished run evaluates in the precision it ended in.
+    set_bits(bits_of(done - 1));
+  }
   for (int epoch = done; epoch < total; ++epoch) {
     EpochLog log = train_epoch(epoch);
     const bool phase_end = epoch + 1 == config_.epochs || epoch + 1 == total;

@@ -103,6 +103,7 @@ class Trainer {
   StepLosses step(const torch::Tensor& images, const torch::Tensor& labels, std::int64_t global_step);
   EpochLog train_epoch(int epoch);
   void set_lr(double lr);
+  void set_bits(int bits);
   double lr_at(int epoch, std::int64_t step_in_epoch) const;
   int bits_of(int epoch) const { return epoch < config_.epochs ? 32 : config_.qat_bits; }
   void save_checkpoint(int epochs_done);
@@ -119,6 +120,8 @@ class Trainer {
   std::unique_ptr<torch::optim::SGD> optimizer_;
   Distillation distillation_;
   std::vector<EpochLog> logs_;
+  std::int64_t batches_per_epoch_ = 1;
+  int bits_ = 32;  // what the quantizers are set to now
   std::int64_t steps_this_process_ = 0;
   std::int64_t interrupt_after_ = -1;
 };

@@ -124,6 +124,27 @@ TEST(Trainer, PlainPathLearnsAnEasyTask) {
   EXPECT_LT(logs.back().loss, logs.front().loss);
 }
 
+// Bit-widths are settings, not checkpoint state: reopening a finished QAT run must evaluate in INT8.
+TEST(Trainer, FinishedRunReopensInItsFinalPrecision) {
+  const auto train_set = synthetic(64, 6), test_set = synthetic(32, 7);
+  TempDir dir("reopen");
+  const space::SearchSpace sp = space::SearchSpace::parse("fmnistw-000000-000000");
+  auto make_net = [&] {
+    torch::manual_seed(0);
+    return std::make_shared<nn::StaticNetImpl>(space::build_arch_spec(sp, space::min_subnet(sp)));
+  };
+  auto config = tiny_config();
+  config.epochs = 1;
+  config.qat_epochs = 1;
+  const auto logs = train::Trainer(config, make_net(), train_set, test_set, dir.path).run();
+  ASSERT_EQ(logs.back().eval[0].bits, 8);
+  train::Trainer reopened(config, make_net(), train_set, test_set, dir.path);
+  EXPECT_EQ(reopened.run().size(), 2u);  // nothing left to train
+  const auto again = reopened.evaluate(reopened.evaluation_subnets());
+  EXPECT_EQ(again[0].bits, 8);
+  EXPECT_NEAR(again[0].accuracy, logs.back().eval[0].accuracy, 1e-12);
+}
+
 TEST(TrainConfig, UnknownKeysAndWrongTypesAreNamed) {
   EXPECT_CONTAINS(qnas::testing::error_message([] {
                     train::TrainConfig::from_json({{"epoch", 3}});
