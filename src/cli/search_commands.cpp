@@ -12,6 +12,7 @@
 #include "cli/format.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/stats.h"
 #include "search/space_evolution.h"
 #include "space/published.h"
 
@@ -25,7 +26,7 @@ namespace fs = std::filesystem;
 struct SpaceSearchArgs {
   std::string lut_dir, hyperspace, out_dir, fixed_latency, form = "topk";
   std::vector<double> limits;
-  std::vector<std::string> score_only;
+  std::vector<std::string> score_only, rank_runs;
   int population = 500, sample = 125, evaluations = 5000, top = 50, threads = 0;
   std::int64_t samples = 100000;
   double t = 0.1, a = 0.01;
@@ -89,6 +90,42 @@ void score_spaces(const SpaceSearchArgs& args, const BlockLutSet& luts, const Qt
     std::printf("%s\n", out.dump(2).c_str());
   } else {
     std::printf("%s", score_table(scores).render().c_str());
+  }
+}
+
+// Does the Q-T score rank spaces as their trained supernets do? Each run directory is a `qnas train --limits`
+// run: its space and the mean INT8 accuracy of its best subnets under the limits.
+void rank_runs(const SpaceSearchArgs& args, const BlockLutSet& luts, const QtOptions& qt) {
+  if (args.rank_runs.size() < 2) fail("--rank-runs needs at least two run directories");
+  std::vector<double> scores, accuracies;
+  Table table({"space", "Q-T score", "mean best INT8 accuracy", "run"});
+  json rows = json::array();
+  for (const auto& dir : args.rank_runs) {
+    const fs::path file = fs::path(dir) / "results.json";
+    const json r = read_json_file(file);
+    if (!r.contains("mean_best_accuracy") || r.at("mean_best_accuracy").get<double>() < 0)
+      fail(
+          "{} has no best-subnet accuracy under limits: train it with `qnas train --limits ... --latency-lut "
+          "...`",
+          file.string());
+    const std::string space = r.at("space");
+    const QtScore score = qt_score(luts, space::parse_space_or_published(space), qt);
+    scores.push_back(score.score);
+    accuracies.push_back(r.at("mean_best_accuracy").get<double>());
+    table.add_row(
+        {space, fmt::format("{:.4f}", score.score), fmt::format("{:.2f}%", 100 * accuracies.back()), dir});
+    rows.push_back({{"space", space},
+                    {"qt_score", score.score},
+                    {"mean_best_accuracy", accuracies.back()},
+                    {"run", dir},
+                    {"limits", r.value("limits", json::array())}});
+  }
+  const double tau = kendall_tau(scores, accuracies);
+  if (args.json) {
+    std::printf("%s\n", json{{"kendall_tau", tau}, {"spaces", rows}}.dump(2).c_str());
+  } else {
+    std::printf("%sKendall tau (Q-T score vs mean best INT8 accuracy): %.3f over %zu spaces\n",
+                table.render().c_str(), tau, scores.size());
   }
 }
 
@@ -164,6 +201,10 @@ void add_search_commands(CLI::App& app) {
   cmd->add_option("--score", args->score_only,
                   "score these spaces (encodings or published names) instead of searching")
       ->expected(1, -1);
+  cmd->add_option("--rank-runs", args->rank_runs,
+                  "instead of searching: Kendall tau between the Q-T score and the trained quality of these "
+                  "`qnas train --limits` run directories")
+      ->expected(2, -1);
   cmd->add_option("--population", args->population, "population size")->check(CLI::Range(2, 1000000));
   cmd->add_option("--sample", args->sample, "members sampled to choose a parent")
       ->check(CLI::Range(1, 1000000));
@@ -190,7 +231,9 @@ void add_search_commands(CLI::App& app) {
   cmd->callback([args] {
     const BlockLutSet luts = BlockLutSet::load(args->lut_dir, space::find_hyperspace(args->hyperspace));
     const QtOptions qt = qt_options(*args, luts);
-    if (!args->score_only.empty()) {
+    if (!args->rank_runs.empty()) {
+      rank_runs(*args, luts, qt);
+    } else if (!args->score_only.empty()) {
       score_spaces(*args, luts, qt);
     } else {
       run_search(*args, luts, qt);
