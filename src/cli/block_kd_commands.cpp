@@ -33,6 +33,7 @@ struct BuildLutArgs {
   std::string data_dir = data::kFashionMnistDefaultDir;
   std::vector<std::string> blocks;
   int rows = 0, threads = 0, latency_threads = 1, runs = 50, warmup = 10;
+  std::int64_t eval_images = 0;
 };
 
 void use_threads(int threads) {
@@ -112,6 +113,7 @@ void run_build_lut(const BuildLutArgs& a) {
   train::LutBuildOptions options;
   options.rows = a.rows > 0 ? a.rows : config.lut_rows;
   options.seed = config.seed;
+  options.eval_images = a.eval_images;
   options.measure.runs = a.runs;
   options.measure.warmup = a.warmup;
   train::BlockLutBuilder builder(kd, lut, lut_path, options);
@@ -161,6 +163,8 @@ void add_block_kd_commands(CLI::App& app) {
   lut->add_option("--out", b->out_dir, "LUT directory (default <run-dir>/lut); files already there are kept");
   lut->add_option("--rows", b->rows, "sampled sub-stages per block (default: the run's lut_rows)");
   lut->add_option("--blocks", b->blocks, "only these blocks (default: all)");
+  lut->add_option("--eval-images", b->eval_images,
+                  "held-out images that measure each row's NSR loss (default: all the run holds out)");
   lut->add_option(
       "--latency-lut", b->latency_lut,
       "block latency LUT to reuse and extend (default <run-dir>/latency-lut-<hyperspace>-int8-t<N>.json)");

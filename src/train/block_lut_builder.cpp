@@ -106,7 +106,7 @@ std::string BlockLutBuilder::csv_of(const space::StageSpace& block,
   student->train();
   torch::NoGradGuard no_grad;
   std::string csv;
-  const std::int64_t n = tin.size(0);
+  const std::int64_t n = options_.eval_images > 0 ? std::min(options_.eval_images, tin.size(0)) : tin.size(0);
   for (const auto& sub : rows) {
     double loss = 0;
     for (std::int64_t begin = 0; begin < n; begin += options_.eval_batch) {

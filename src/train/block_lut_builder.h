@@ -19,7 +19,8 @@ namespace qnas::train {
 struct LutBuildOptions {
   int rows = 1000;
   std::uint64_t seed = 0;
-  std::int64_t eval_batch = 250;  // held-out images per forward pass (BN uses their statistics)
+  std::int64_t eval_batch = 128;  // held-out images per forward pass (BN uses their statistics)
+  std::int64_t eval_images = 0;   // the first N held-out images measure each row (0 = all of them)
   int fixed_samples = 200;        // random subnets averaged for the fixed stages' latency
   runtime::MeasureOptions measure;
 };
