@@ -5,14 +5,17 @@
 # Every step resumes: run the script again after a kill and finished work is kept.
 # Environment: QNAS (binary, default build/qnas), RUN (default runs/spaceevo-fmnist), WORKERS (2),
 # LIMITS (latency limits in ms, default "0.2 0.3 0.45"), KD_PRESET (tiny), SPACE_CONFIG (JSON for the five
-# supernets, default {"train_limit":2048}), EVALUATIONS (space-search evaluations, default 5000).
+# supernets, default {"train_limit":1024}), EVALUATIONS (space-search evaluations, default 5000), LUT_ROWS (25)
+# and EVAL_IMAGES (96): rows per block LUT and held-out images per row.
 set -euo pipefail
 QNAS=${QNAS:-build/qnas}
 RUN=${RUN:-runs/spaceevo-fmnist}
 WORKERS=${WORKERS:-2}
 LIMITS=${LIMITS:-0.2 0.3 0.45}
 KD_PRESET=${KD_PRESET:-tiny}
-SPACE_CONFIG=${SPACE_CONFIG:-'{"train_limit":2048}'}
+SPACE_CONFIG=${SPACE_CONFIG:-'{"train_limit":1024}'}
+LUT_ROWS=${LUT_ROWS:-25}
+EVAL_IMAGES=${EVAL_IMAGES:-96}
 EVALUATIONS=${EVALUATIONS:-5000}
 # The teacher: ResNet bottlenecks (dense 3x3 convs train fast on a CPU) at the widest fmnistw windows, depth 2.
 TEACHER_SPACE=fmnistw-333333-234442
@@ -31,14 +34,25 @@ done
 wait
 "$QNAS" block-kd --teacher "$RUN/teacher" --preset "$KD_PRESET" --run-dir "$RUN/block-kd"  # all done: a summary
 
-"$QNAS" build-lut --run-dir "$RUN/block-kd" --latency-lut "$RUN/latency-lut-fmnistw-int8-t1.json"
+"$QNAS" build-lut --run-dir "$RUN/block-kd" --latency-lut "$RUN/latency-lut-fmnistw-int8-t1.json" \
+  --rows "$LUT_ROWS" --eval-images "$EVAL_IMAGES"
 "$QNAS" space-search --lut "$RUN/block-kd/lut" --hyperspace fmnistw --latency "${limits[@]}" \
   --evaluations "$EVALUATIONS" --out "$RUN/space-search"
 
-# Best, worst and three evenly spaced between, by Q-T score over every space the search evaluated.
-mapfile -t ranked < <(tail -n +2 "$RUN/space-search/history.csv" | sort -t, -k3,3 -g -r | cut -d, -f2 | awk '!seen[$0]++')
-n=${#ranked[@]}
-picks=("${ranked[0]}" "${ranked[$((n / 4))]}" "${ranked[$((n / 2))]}" "${ranked[$((3 * n / 4))]}" "${ranked[$((n - 1))]}")
+# The best, the worst, and the three spaces whose Q-T scores lie nearest 3/4, 1/2 and 1/4 of the way between,
+# among every space the search evaluated (evenly spaced in score, not in rank: evolution crowds the top).
+mapfile -t picks < <(tail -n +2 "$RUN/space-search/history.csv" | awk -F, '
+  !($2 in score) { score[$2] = $3 + 0 }
+  END {
+    for (s in score) { if (best == "" || score[s] > score[best]) best = s; if (worst == "" || score[s] < score[worst]) worst = s }
+    print best; taken[best] = 1; taken[worst] = 1
+    for (k = 3; k >= 1; --k) {
+      target = score[worst] + k / 4 * (score[best] - score[worst]); pick = ""
+      for (s in score) if (!(s in taken) && (pick == "" || (score[s] - target)^2 < (score[pick] - target)^2)) pick = s
+      print pick; taken[pick] = 1
+    }
+    print worst
+  }')
 echo "$SPACE_CONFIG" >"$RUN/space-config.json"
 runs=()
 for space in "${picks[@]}"; do

@@ -166,7 +166,7 @@ Teacher load_teacher(const fs::path& where) {
   if (!fs::exists(path))
     fail(
         "teacher checkpoint {} does not exist: train one with `qnas train --subnet ...` (see "
-        "docs/spaceevo.md)",
+        "docs/spaceevo-fmnist.md)",
         path.string());
   torch::serialize::InputArchive archive;
   json meta;

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <string>
 
+#include <unistd.h>
+
 #include "core/rng.h"
 #include "data/dataset.h"
 
@@ -36,9 +38,11 @@ inline data::ImageDataset synthetic(std::int64_t count, std::uint64_t seed) {
   return d;
 }
 
+// Named per process: CTest runs the cases of one suite as parallel processes.
 struct TempDir {
   fs::path path;
-  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("qnas-test-" + name)) {
+  explicit TempDir(const std::string& name)
+      : path(fs::temp_directory_path() / ("qnas-test-" + name + "-" + std::to_string(::getpid()))) {
     fs::remove_all(path);
   }
   ~TempDir() { fs::remove_all(path); }
