@@ -4,14 +4,14 @@
 #   -> five spaces (best, worst, three between) trained with one budget -> Kendall tau.
 # Every step resumes: run the script again after a kill and finished work is kept.
 # Environment: QNAS (binary, default build/qnas), RUN (default runs/spaceevo-fmnist), WORKERS (2),
-# LIMITS (latency limits in ms, default "0.2 0.3 0.45"), KD_PRESET (tiny), SPACE_CONFIG (JSON for the five
+# LIMITS (latency limits in ms, default "0.25 0.4 0.6"), KD_PRESET (tiny), SPACE_CONFIG (JSON for the five
 # supernets, default {"train_limit":1024}), EVALUATIONS (space-search evaluations, default 5000), LUT_ROWS (25)
 # and EVAL_IMAGES (96): rows per block LUT and held-out images per row.
 set -euo pipefail
 QNAS=${QNAS:-build/qnas}
 RUN=${RUN:-runs/spaceevo-fmnist}
 WORKERS=${WORKERS:-2}
-LIMITS=${LIMITS:-0.2 0.3 0.45}
+LIMITS=${LIMITS:-0.25 0.4 0.6}
 KD_PRESET=${KD_PRESET:-tiny}
 SPACE_CONFIG=${SPACE_CONFIG:-'{"train_limit":1024}'}
 LUT_ROWS=${LUT_ROWS:-25}
