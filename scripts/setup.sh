@@ -11,6 +11,7 @@ packages=(
   build-essential cmake pkg-config
   libtorch-dev        # training, autograd, elastic modules (CPU LibTorch 1.13)
   libdnnl-dev         # oneDNN: INT8 / FP32 inference and latency
+  ocl-icd-opencl-dev  # dnnl-config.cmake requires OpenCL; libdnnl-dev only recommends it
   libonnx-dev         # ONNX QDQ export
   libopencv-dev       # image-folder datasets
   zlib1g-dev          # reading the gzip IDX files directly

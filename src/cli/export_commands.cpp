@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/deploy.h"
 #include "cli/format.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -83,8 +84,10 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-json run_harness(const std::string& harness, const std::string& model, const std::string& images_file,
-                 const runtime::Program& p, int threads, int runs) {
+}  // namespace
+
+json run_ort_harness(const std::string& harness, const std::string& model, const std::string& images_file,
+                     const runtime::Program& p, int threads, int runs) {
   if (!fs::exists(harness)) {
     fail("ONNX Runtime harness {} not found: run scripts/setup.sh (it installs onnxruntime-node with npm)",
          harness);
@@ -106,6 +109,8 @@ json run_harness(const std::string& harness, const std::string& model, const std
     fail("ONNX Runtime harness printed no JSON for {}: {}", model, e.what());
   }
 }
+
+namespace {
 
 struct Agreement {
   double max_rel_diff = 0;  // max |ours - ort| / max |ours| over images
@@ -170,7 +175,7 @@ void run_profile_ort(const OrtArgs& a) {
       plan.run(images[0]);
       const auto timing = runtime::measure([&] { plan.execute(); }, options);
       const json ort =
-          run_harness(a.harness, model_file.string(), images_file.string(), p.program, a.threads, a.runs);
+          run_ort_harness(a.harness, model_file.string(), images_file.string(), p.program, a.threads, a.runs);
       const Agreement agree = compare_outputs(ours, ort);
       const double ratio = timing.median_ms / ort.at("median_ms").get<double>();
       table.add_row({models[m], runtime::to_string(precision), fmt::format("{:.2f}", timing.median_ms),
@@ -205,12 +210,12 @@ void run_profile_ort(const OrtArgs& a) {
 
 void add_export_commands(CLI::App& app, CLI::App& profile) {
   static ModelChoice model;
-  static std::string precision = "int8", out;
+  static std::string precision = "int8", out, run_dir, data_dir = "/usr/share/datasets/fashion-mnist";
   static std::uint64_t seed = 1;
   auto* exp = app.add_subcommand("export", "Export a network");
   exp->require_subcommand(1);
-  auto* onnx =
-      exp->add_subcommand("onnx", "ONNX, FP32 or INT8 QDQ (random weights until trained checkpoints exist)");
+  auto* onnx = exp->add_subcommand(
+      "onnx", "ONNX, FP32 or INT8 QDQ: a trained run (--run-dir) or a network with random weights");
   onnx->add_option("--model", model.model,
                    "published SEQnet or baseline name (e.g. SEQnet@vnni-A0, mobilenet_v2)");
   onnx->add_option("--space", model.space, "space encoding or published name (with --subnet)");
@@ -218,8 +223,23 @@ void add_export_commands(CLI::App& app, CLI::App& profile) {
   onnx->add_option("--resolution", model.resolution, "input size (default: the subnet's)");
   onnx->add_option("--precision", precision, "fp32 or int8 (QDQ)");
   onnx->add_option("--out", out, "output .onnx file")->required();
-  onnx->add_option("--seed", seed, "weight seed");
-  onnx->callback([] { run_export(model, precision, out, seed); });
+  onnx->add_option("--seed", seed, "weight seed (random weights: --model or --space)");
+  onnx->add_option(
+      "--run-dir", run_dir,
+      "a finished `qnas train` run: its trained weights, BN folded, trained scales and zero points "
+      "(a supernet run: --subnet picks the subnet, default the max)");
+  onnx->add_option("--data-dir", data_dir,
+                   "Fashion-MNIST directory (BN recalibration and calibration images)");
+  onnx->callback([] {
+    if (run_dir.empty()) return run_export(model, precision, out, seed);
+#ifdef QNAS_HAVE_DEPLOY
+    if (!model.model.empty() || !model.space.empty())
+      fail("--run-dir exports a trained run: drop --model/--space");
+    export_trained_onnx(run_dir, model.subnet, precision, out, data_dir);
+#else
+    fail("this qnas was built without LibTorch, so it cannot read a trained run directory");
+#endif
+  });
 
   static OrtArgs ort;
   auto* cmd =

@@ -5,6 +5,9 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#ifdef QNAS_HAVE_DEPLOY
+#include "cli/deploy.h"
+#endif
 #include "core/error.h"
 
 int main(int argc, char** argv) {
@@ -24,6 +27,9 @@ int main(int argc, char** argv) {
   CLI::App& profile = qnas::cli::add_profile_commands(app);
 #ifdef QNAS_HAVE_ONNX
   qnas::cli::add_export_commands(app, profile);
+#endif
+#ifdef QNAS_HAVE_DEPLOY
+  qnas::cli::add_eval_command(app);
 #endif
   (void)profile;
 #endif

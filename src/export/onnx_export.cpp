@@ -1,6 +1,7 @@
 #include "export/onnx_export.h"
 
 #include <cmath>
+#include <filesystem>
 
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
@@ -96,16 +97,16 @@ class GraphBuilder {
     return t->name();
   }
 
-  // Q -> DQ of a float tensor with one tensor's scale and type (zero point 0): what the runtime does when it
-  // stores that tensor as u8/s8.
+  // Q -> DQ of a float tensor with one tensor's scale, zero point and type: what the runtime does when it
+  // stores that tensor as u8/s8 (core/quant_contract.h).
   std::string qdq(const std::string& x, const runtime::TensorQuant& q) {
     if (!int8()) return x;
     const std::string scale = initializer_f32("scale", {}, {q.scale});
-    // Signed tensors go out as u8 with zero point 128: exactly the values s8 with zero point 0 holds, in the
+    // Signed tensors go out as u8 with their zero point + 128: exactly the values the s8 codes hold, in the
     // U8S8 form ONNX Runtime's x86 kernels prefer.
-    const std::string zero =
-        initializer_int<uint8_t>("zp", onnx::TensorProto::UINT8, {},
-                                 std::vector<uint8_t>{static_cast<uint8_t>(q.is_unsigned ? 0 : 128)});
+    const int zero_point = q.zero_point + (q.is_unsigned ? 0 : 128);
+    const std::string zero = initializer_int<uint8_t>("zp", onnx::TensorProto::UINT8, {},
+                                                      std::vector<uint8_t>{static_cast<uint8_t>(zero_point)});
     const std::string codes = fresh(x + "_q"), real = fresh(x + "_dq");
     add_node("QuantizeLinear", {x, scale, zero}, {codes});
     add_node("DequantizeLinear", {codes, scale, zero}, {real});
@@ -215,6 +216,7 @@ class GraphBuilder {
         if (int8() && (needs_conv_qdq || s.residual >= 0)) {
           runtime::TensorQuant signed_q = quant_->tensors[s.output];
           signed_q.is_unsigned = false;
+          signed_q.zero_point = 0;
           y = qdq(y, signed_q);
         }
         y = activation(y, l.activation);
@@ -234,13 +236,13 @@ class GraphBuilder {
       case OpKind::kSqueezeExcite: {
         std::string p = fresh("se_pool");
         add_node("GlobalAveragePool", {x}, {p});
-        p = requantize(p, s.input);
-        std::string m = conv(p, in_scale, l.cin, l.se_mid, 1, 1, 1, 1, false, w.weight, w.bias,
-                             q ? &q->weight : nullptr, q ? &q->weight_scale : nullptr);
+        if (int8()) p = qdq(p, q->pool);
+        std::string m = conv(p, int8() ? q->pool.scale : 1.0f, l.cin, l.se_mid, 1, 1, 1, 1, false, w.weight,
+                             w.bias, q ? &q->weight : nullptr, q ? &q->weight_scale : nullptr);
         m = activation(m, Activation::kRelu);
-        if (int8()) m = qdq(m, runtime::TensorQuant{q->mid_scale, true});
+        if (int8()) m = qdq(m, q->mid);
         std::string gate =
-            conv(m, int8() ? q->mid_scale : 1.0f, l.se_mid, l.cin, 1, 1, 1, 1, false, w.weight2, w.bias2,
+            conv(m, int8() ? q->mid.scale : 1.0f, l.se_mid, l.cin, 1, 1, 1, 1, false, w.weight2, w.bias2,
                  q ? &q->weight2 : nullptr, q ? &q->weight2_scale : nullptr);
         gate = activation(gate, Activation::kHsigmoid);
         y = fresh("se");
@@ -296,6 +298,11 @@ std::string export_onnx(const runtime::Program& program, const runtime::Weights&
   auto* opset = model.add_opset_import();
   opset->set_domain("");
   opset->set_version(options.opset);
+  for (const auto& [key, value] : options.metadata) {
+    auto* prop = model.add_metadata_props();
+    prop->set_key(key);
+    prop->set_value(value);
+  }
   onnx::GraphProto* graph = model.mutable_graph();
   graph->set_name(options.graph_name);
   GraphBuilder(*graph, program, weights, int8 ? quant : nullptr).build();
@@ -313,6 +320,15 @@ void check_onnx(const std::string& serialized, const std::string& what) {
   } catch (const std::exception& e) {
     fail("{} fails the ONNX checker: {}", what, e.what());
   }
+}
+
+std::vector<std::pair<std::string, std::string>> read_onnx_metadata(const std::string& path) {
+  if (!std::filesystem::exists(path)) fail("ONNX file {} does not exist", path);
+  onnx::ModelProto model;
+  if (!model.ParseFromString(read_text_file(path))) fail("{} is not an ONNX model (it does not parse)", path);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& prop : model.metadata_props()) out.emplace_back(prop.key(), prop.value());
+  return out;
 }
 
 void write_onnx(const std::string& path, const runtime::Program& program, const runtime::Weights& weights,

@@ -4,6 +4,8 @@
 // DequantizeLinear), so ONNX Runtime runs it with its own INT8 kernels. Every model passes the ONNX checker
 // before it is written.
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "runtime/onednn_plan.h"
 #include "runtime/program.h"
@@ -15,6 +17,9 @@ struct OnnxOptions {
   runtime::Precision precision = runtime::Precision::kFp32;
   int opset = 17;
   std::string graph_name = "qnas";
+  // Written as the model's metadata_props: what a deployer needs besides the graph (input shape,
+  // normalisation, class names, space and subnet encodings, qnas version).
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 // Serialized ModelProto. INT8 needs `quant`.
@@ -24,6 +29,9 @@ std::string export_onnx(const runtime::Program& program, const runtime::Weights&
 // export_onnx, checked and written atomically.
 void write_onnx(const std::string& path, const runtime::Program& program, const runtime::Weights& weights,
                 const runtime::QuantParams* quant, const OnnxOptions& options);
+
+// The metadata_props of an ONNX file; a qnas::Error naming the file when it is missing or not ONNX.
+std::vector<std::pair<std::string, std::string>> read_onnx_metadata(const std::string& path);
 
 // Runs the ONNX checker on a serialized model; fails with its message.
 void check_onnx(const std::string& serialized, const std::string& what);

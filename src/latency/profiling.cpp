@@ -12,7 +12,7 @@ using runtime::Program;
 runtime::QuantParams timing_quant(const Program& program, const runtime::Weights& weights) {
   runtime::QuantParams q =
       runtime::make_quant_params(program, weights, std::vector<float>(program.tensors.size(), 4.0f));
-  for (auto& s : q.steps) s.mid_scale = 4.0f / 255.0f;
+  for (auto& s : q.steps) s.mid = runtime::TensorQuant{4.0f / 255.0f, 0, true};
   return q;
 }
 

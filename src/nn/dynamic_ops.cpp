@@ -21,7 +21,6 @@ DynamicConv2dImpl::DynamicConv2dImpl(int max_in, int max_out, int max_kernel, in
   weight = register_parameter("weight", torch::empty({max_out, in_per_group, max_kernel, max_kernel}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanOut, torch::kReLU);
   weight_quant = register_module("weight_quant", quant::LsqWeight(max_out, /*per_channel=*/true));
-  input_quant = register_module("input_quant", quant::LsqPlusActivation());
 }
 
 void DynamicConv2dImpl::set_active(int out_channels, int kernel) {
@@ -49,8 +48,7 @@ torch::Tensor DynamicConv2dImpl::forward(const torch::Tensor& x) {
   // Channels-last weights make LibTorch's CPU convolutions run in NHWC (oneDNN), several times faster than
   // its NCHW path for depthwise and small convs, backward above all.
   torch::Tensor w = weight_quant->forward(active_weight(in)).contiguous(torch::MemoryFormat::ChannelsLast);
-  const torch::Tensor input = input_quant->forward(x);
-  return torch::conv2d(input, w, {}, stride_, active_kernel_ / 2, 1, depthwise_ ? in : 1);
+  return torch::conv2d(x, w, {}, stride_, active_kernel_ / 2, 1, depthwise_ ? in : 1);
 }
 
 DynamicBatchNorm2dImpl::DynamicBatchNorm2dImpl(int max_features, double momentum_, double eps_)
@@ -92,7 +90,6 @@ DynamicLinearImpl::DynamicLinearImpl(int max_in, int max_out)
   bias = register_parameter("bias", torch::zeros({max_out}));
   torch::nn::init::normal_(weight, 0.0, 0.01);
   weight_quant = register_module("weight_quant", quant::LsqWeight(max_out, true));
-  input_quant = register_module("input_quant", quant::LsqPlusActivation());
 }
 
 void DynamicLinearImpl::set_active(int out_features) {
@@ -106,7 +103,7 @@ torch::Tensor DynamicLinearImpl::forward(const torch::Tensor& x) {
   const int in = static_cast<int>(x.size(1));
   if (in > max_in_) fail("elastic linear: input has {} features, the layer takes at most {}", in, max_in_);
   const torch::Tensor w = weight_quant->forward(weight.narrow(0, 0, active_out_).narrow(1, 0, in));
-  return torch::linear(input_quant->forward(x), w, bias.narrow(0, 0, active_out_));
+  return torch::linear(x, w, bias.narrow(0, 0, active_out_));
 }
 
 }  // namespace qnas::nn

@@ -5,8 +5,9 @@
 //   - width / expand ratio: the leading output channels (and the leading input channels, taken from the
 //   input);
 //   - depthwise: groups follow the active channel count.
-// Every layer can fake-quantise: its weight through an LsqWeight (per output channel, leading scales for
-// leading channels) and its input through an LsqPlusActivation. Both start in FP32 (32 bits).
+// Every layer can fake-quantise its weight through an LsqWeight (per output channel, leading scales for
+// leading channels), FP32 (32 bits) until set. Activations are quantised by whoever produces them (see
+// elastic_block.h), as the quantisation contract (core/quant_contract.h) asks.
 #include <torch/torch.h>
 
 #include "quant/quantizers.h"
@@ -29,7 +30,6 @@ class DynamicConv2dImpl : public torch::nn::Module {
 
   torch::Tensor weight;
   quant::LsqWeight weight_quant{nullptr};
-  quant::LsqPlusActivation input_quant{nullptr};
 
  private:
   int max_in_, max_out_, max_kernel_, stride_;
@@ -66,7 +66,6 @@ class DynamicLinearImpl : public torch::nn::Module {
 
   torch::Tensor weight, bias;
   quant::LsqWeight weight_quant{nullptr};
-  quant::LsqPlusActivation input_quant{nullptr};
 
  private:
   int max_in_, max_out_, active_out_;

@@ -42,7 +42,17 @@ ElasticLayer make_layer(torch::nn::Module& owner, const space::LayerSpec& max, c
     case OpKind::kGlobalAvgPool:
       break;
   }
+  if (max.op == OpKind::kSqueezeExcite) {
+    layer.pool_quant = owner.register_module(name + "_pool_aq", quant::LsqPlusActivation());
+    layer.mid_quant = owner.register_module(name + "_mid_aq", quant::LsqPlusActivation());
+  }
+  if (max.op != OpKind::kLinear)
+    layer.output_quant = owner.register_module(name + "_aq", quant::LsqPlusActivation());
   return layer;
+}
+
+torch::Tensor quantize_output(ElasticLayer& slot, const torch::Tensor& y) {
+  return slot.output_quant ? slot.output_quant(y) : y;
 }
 
 torch::Tensor run_layer(ElasticLayer& slot, const space::LayerSpec& active, const torch::Tensor& x) {
@@ -58,9 +68,10 @@ torch::Tensor run_layer(ElasticLayer& slot, const space::LayerSpec& active, cons
       const int64_t channels = x.size(1), mid = active.se_mid;
       slot.conv->set_active(static_cast<int>(mid), 1);
       slot.se_expand->set_active(static_cast<int>(channels), 1);
-      torch::Tensor g = x.mean({2, 3}, /*keepdim=*/true);
+      torch::Tensor g = slot.pool_quant(x.mean({2, 3}, /*keepdim=*/true));
       g = torch::relu(slot.conv(g) + slot.se_reduce_bias.narrow(0, 0, mid).view({1, mid, 1, 1}));
-      g = slot.se_expand(g) + slot.se_expand_bias.narrow(0, 0, channels).view({1, channels, 1, 1});
+      g = slot.se_expand(slot.mid_quant(g)) +
+          slot.se_expand_bias.narrow(0, 0, channels).view({1, channels, 1, 1});
       return x * activate(g, active.activation);
     }
     case OpKind::kGlobalAvgPool:
@@ -106,12 +117,20 @@ std::vector<size_t> align_layers(const ElasticBlock& slot, const space::BlockSpe
 
 torch::Tensor run_elastic_block(ElasticBlock& slot, const space::BlockSpec& active, const torch::Tensor& x) {
   const std::vector<size_t> match = align_layers(slot, active);
+  // Each layer's output is quantised by the layer that produces it; the last one only after the residual add
+  // (the engine fuses the add into that conv and stores one tensor).
   torch::Tensor y = x;
-  for (size_t l = 0; l < active.layers.size(); ++l) y = run_layer(slot.layers[match[l]], active.layers[l], y);
+  const size_t n = active.layers.size();
+  for (size_t l = 0; l + 1 < n; ++l) {
+    ElasticLayer& layer = slot.layers[match[l]];
+    y = quantize_output(layer, run_layer(layer, active.layers[l], y));
+  }
+  ElasticLayer& last = slot.layers[match[n - 1]];
+  y = run_layer(last, active.layers[n - 1], y);
   if (active.shortcut == space::Shortcut::kIdentity) y = y + x;
   if (active.shortcut == space::Shortcut::kProjection)
-    y = y + run_layer(*slot.projection, *active.projection, x);
-  return activate(y, active.post_add_activation);
+    y = y + quantize_output(*slot.projection, run_layer(*slot.projection, *active.projection, x));
+  return quantize_output(last, activate(y, active.post_add_activation));
 }
 
 }  // namespace qnas::nn

@@ -21,6 +21,9 @@ struct ElasticLayer {
   DynamicConv2d se_expand{nullptr};
   torch::Tensor se_reduce_bias, se_expand_bias;
   DynamicLinear linear{nullptr};
+  // The quantisation contract's activation points this slot produces (null where it produces logits).
+  quant::LsqPlusActivation output_quant{nullptr};
+  quant::LsqPlusActivation pool_quant{nullptr}, mid_quant{nullptr};  // SE only
 };
 
 struct ElasticBlock {

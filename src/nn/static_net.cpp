@@ -10,6 +10,7 @@ using space::OpKind;
 
 StaticNetImpl::StaticNetImpl(space::ArchSpec spec) : spec_(std::move(spec)) {
   if (spec_.blocks.empty()) fail("cannot build a network from an empty architecture");
+  input_quant = register_module("input_aq", quant::LsqPlusActivation());
   for (size_t b = 0; b < spec_.blocks.size(); ++b) {
     StaticBlock block{spec_.blocks[b], {}, std::nullopt};
     for (size_t l = 0; l < block.spec.layers.size(); ++l) {
@@ -35,7 +36,7 @@ StaticLayer StaticNetImpl::make_layer(const space::LayerSpec& spec, const std::s
                                                 .bias(false)));
       if (spec.batch_norm) layer.bn = register_module(name + "_bn", torch::nn::BatchNorm2d(spec.cout));
       layer.weight_quant = register_module(name + "_wq", quant::LsqWeight(spec.cout, true));
-      layer.input_quant = register_module(name + "_aq", quant::LsqPlusActivation());
+      layer.output_quant = register_module(name + "_aq", quant::LsqPlusActivation());
       break;
     case OpKind::kSqueezeExcite:
       layer.conv = register_module(name + "_reduce",
@@ -43,21 +44,23 @@ StaticLayer StaticNetImpl::make_layer(const space::LayerSpec& spec, const std::s
       layer.se_expand = register_module(
           name + "_expand", torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.se_mid, spec.cout, 1)));
       layer.weight_quant = register_module(name + "_wq", quant::LsqWeight(spec.se_mid, true));
-      layer.input_quant = register_module(name + "_aq", quant::LsqPlusActivation());
       layer.expand_weight_quant = register_module(name + "_expand_wq", quant::LsqWeight(spec.cout, true));
-      layer.expand_input_quant = register_module(name + "_expand_aq", quant::LsqPlusActivation());
+      layer.pool_quant = register_module(name + "_pool_aq", quant::LsqPlusActivation());
+      layer.mid_quant = register_module(name + "_mid_aq", quant::LsqPlusActivation());
+      layer.output_quant = register_module(name + "_aq", quant::LsqPlusActivation());
       break;
     case OpKind::kLinear:
       layer.linear = register_module(name + "_linear", torch::nn::Linear(spec.cin, spec.cout));
       layer.weight_quant = register_module(name + "_wq", quant::LsqWeight(spec.cout, true));
-      layer.input_quant = register_module(name + "_aq", quant::LsqPlusActivation());
       break;
     case OpKind::kGlobalAvgPool:
+      layer.output_quant = register_module(name + "_aq", quant::LsqPlusActivation());
       break;
   }
   return layer;
 }
 
+// The layer before its output quantizer: a block's last layer is quantised only after the residual add.
 torch::Tensor StaticNetImpl::run_layer(StaticLayer& layer, const torch::Tensor& x) {
   const space::LayerSpec& s = layer.spec;
   switch (s.op) {
@@ -66,37 +69,42 @@ torch::Tensor StaticNetImpl::run_layer(StaticLayer& layer, const torch::Tensor& 
       // Channels-last weights: see DynamicConv2dImpl::forward.
       const torch::Tensor w =
           layer.weight_quant(layer.conv->weight).contiguous(torch::MemoryFormat::ChannelsLast);
-      torch::Tensor y = torch::conv2d(layer.input_quant(x), w, {}, s.stride, s.padding(), 1, s.groups());
+      torch::Tensor y = torch::conv2d(x, w, {}, s.stride, s.padding(), 1, s.groups());
       if (layer.bn) y = layer.bn(y);
       return activate(y, s.activation);
     }
     case OpKind::kSqueezeExcite: {
-      torch::Tensor g = x.mean({2, 3}, /*keepdim=*/true);
-      g = torch::relu(
-          torch::conv2d(layer.input_quant(g), layer.weight_quant(layer.conv->weight), layer.conv->bias));
-      g = torch::conv2d(layer.expand_input_quant(g), layer.expand_weight_quant(layer.se_expand->weight),
+      torch::Tensor g = layer.pool_quant(x.mean({2, 3}, /*keepdim=*/true));
+      g = torch::relu(torch::conv2d(g, layer.weight_quant(layer.conv->weight), layer.conv->bias));
+      g = torch::conv2d(layer.mid_quant(g), layer.expand_weight_quant(layer.se_expand->weight),
                         layer.se_expand->bias);
       return x * activate(g, s.activation);
     }
     case OpKind::kGlobalAvgPool:
       return x.mean({2, 3}, /*keepdim=*/true);
     case OpKind::kLinear:
-      return torch::linear(layer.input_quant(x.flatten(1)), layer.weight_quant(layer.linear->weight),
-                           layer.linear->bias);
+      return torch::linear(x.flatten(1), layer.weight_quant(layer.linear->weight), layer.linear->bias);
   }
   return x;
 }
 
+torch::Tensor StaticNetImpl::quantize_output(StaticLayer& layer, const torch::Tensor& y) {
+  return layer.output_quant ? layer.output_quant(y) : y;
+}
+
 torch::Tensor StaticNetImpl::run_block(StaticBlock& block, const torch::Tensor& x) {
   torch::Tensor y = x;
-  for (auto& layer : block.layers) y = run_layer(layer, y);
+  const size_t n = block.layers.size();
+  for (size_t i = 0; i + 1 < n; ++i) y = quantize_output(block.layers[i], run_layer(block.layers[i], y));
+  y = run_layer(block.layers.back(), y);
   if (block.spec.shortcut == space::Shortcut::kIdentity) y = y + x;
-  if (block.spec.shortcut == space::Shortcut::kProjection) y = y + run_layer(*block.projection, x);
-  return activate(y, block.spec.post_add_activation);
+  if (block.spec.shortcut == space::Shortcut::kProjection)
+    y = y + quantize_output(*block.projection, run_layer(*block.projection, x));
+  return quantize_output(block.layers.back(), activate(y, block.spec.post_add_activation));
 }
 
 torch::Tensor StaticNetImpl::forward(const torch::Tensor& images) {
-  torch::Tensor x = resize_images(images, spec_.resolution);
+  torch::Tensor x = input_quant(resize_images(images, spec_.resolution));
   for (auto& block : blocks_) x = run_block(block, x);
   return x.flatten(1);
 }
@@ -124,7 +132,7 @@ std::pair<int, int> StaticNetImpl::stage_channels(const std::string& stage) cons
 std::pair<torch::Tensor, torch::Tensor> StaticNetImpl::stage_io(const torch::Tensor& images,
                                                                 const std::string& stage) {
   const auto [first, last] = stage_blocks(stage);
-  torch::Tensor x = resize_images(images, spec_.resolution);
+  torch::Tensor x = input_quant(resize_images(images, spec_.resolution));
   for (size_t i = 0; i < first; ++i) x = run_block(blocks_[i], x);
   torch::Tensor input = x;
   for (size_t i = first; i <= last; ++i) x = run_block(blocks_[i], x);

@@ -13,17 +13,20 @@
 
 namespace qnas::nn {
 
-// conv/depthwise + BN + activation, or SE, or global pool, or linear: one LayerSpec.
+// conv/depthwise + BN + activation, or SE, or global pool, or linear: one LayerSpec. Quantizers follow the
+// contract (core/quant_contract.h): a layer owns the activation quantizer of the tensor it produces, so every
+// reader of that tensor (the next layer, a residual add, a projection) sees the same codes the engine stores.
 struct StaticLayer {
   space::LayerSpec spec;
-  torch::nn::Conv2d conv{nullptr};         // conv, depthwise, SE reduce
-  torch::nn::Conv2d se_expand{nullptr};    // SE expand
-  torch::nn::BatchNorm2d bn{nullptr};      // when spec.batch_norm
-  torch::nn::Linear linear{nullptr};       // linear
-  quant::LsqWeight weight_quant{nullptr};  // conv / SE reduce / linear weight
-  quant::LsqPlusActivation input_quant{nullptr};
-  quant::LsqWeight expand_weight_quant{nullptr};  // SE expand weight
-  quant::LsqPlusActivation expand_input_quant{nullptr};
+  torch::nn::Conv2d conv{nullptr};                 // conv, depthwise, SE reduce
+  torch::nn::Conv2d se_expand{nullptr};            // SE expand
+  torch::nn::BatchNorm2d bn{nullptr};              // when spec.batch_norm
+  torch::nn::Linear linear{nullptr};               // linear
+  quant::LsqWeight weight_quant{nullptr};          // conv / SE reduce / linear weight
+  quant::LsqWeight expand_weight_quant{nullptr};   // SE expand weight
+  quant::LsqPlusActivation output_quant{nullptr};  // conv, depthwise, SE, pool: the output tensor
+  quant::LsqPlusActivation pool_quant{nullptr};    // SE: the pooled vector
+  quant::LsqPlusActivation mid_quant{nullptr};     // SE: the squeezed vector after its relu
 };
 
 struct StaticBlock {
@@ -44,10 +47,13 @@ class StaticNetImpl : public NetworkImpl {
   const space::ArchSpec& spec() const { return spec_; }
   std::vector<StaticBlock>& blocks() { return blocks_; }
 
+  quant::LsqPlusActivation input_quant{nullptr};  // the normalised image
+
  private:
   StaticLayer make_layer(const space::LayerSpec& spec, const std::string& name);
   torch::Tensor run_layer(StaticLayer& layer, const torch::Tensor& x);
   torch::Tensor run_block(StaticBlock& block, const torch::Tensor& x);
+  static torch::Tensor quantize_output(StaticLayer& layer, const torch::Tensor& y);
   std::pair<size_t, size_t> stage_blocks(const std::string& stage) const;  // [first, last]
 
   space::ArchSpec spec_;

@@ -28,7 +28,7 @@ void copy_weight_quant(quant::LsqWeightImpl& dst, quant::LsqWeightImpl& src) {
   named_buffer(dst, "initialized").copy_(named_buffer(src, "initialized"));
 }
 
-void copy_input_quant(quant::LsqPlusActivationImpl& dst, quant::LsqPlusActivationImpl& src) {
+void copy_activation_quant(quant::LsqPlusActivationImpl& dst, quant::LsqPlusActivationImpl& src) {
   dst.set_bits(src.bits());
   dst.scale.copy_(src.scale);
   dst.offset.copy_(src.offset);
@@ -50,7 +50,6 @@ void copy_layer(StaticLayer& dst, ElasticLayer& src) {
         dst.bn->options.eps(src.bn->eps);
       }
       copy_weight_quant(*dst.weight_quant, *src.conv->weight_quant);
-      copy_input_quant(*dst.input_quant, *src.conv->input_quant);
       break;
     case OpKind::kSqueezeExcite:
       copy_leading(dst.conv->weight, src.conv->weight);
@@ -58,24 +57,25 @@ void copy_layer(StaticLayer& dst, ElasticLayer& src) {
       copy_leading(dst.se_expand->weight, src.se_expand->weight);
       copy_leading(dst.se_expand->bias, src.se_expand_bias);
       copy_weight_quant(*dst.weight_quant, *src.conv->weight_quant);
-      copy_input_quant(*dst.input_quant, *src.conv->input_quant);
       copy_weight_quant(*dst.expand_weight_quant, *src.se_expand->weight_quant);
-      copy_input_quant(*dst.expand_input_quant, *src.se_expand->input_quant);
+      copy_activation_quant(*dst.pool_quant, *src.pool_quant);
+      copy_activation_quant(*dst.mid_quant, *src.mid_quant);
       break;
     case OpKind::kLinear:
       copy_leading(dst.linear->weight, src.linear->weight);
       copy_leading(dst.linear->bias, src.linear->bias);
       copy_weight_quant(*dst.weight_quant, *src.linear->weight_quant);
-      copy_input_quant(*dst.input_quant, *src.linear->input_quant);
       break;
     case OpKind::kGlobalAvgPool:
       break;
   }
+  if (dst.output_quant) copy_activation_quant(*dst.output_quant, *src.output_quant);
 }
 
 }  // namespace
 
 SupernetImpl::SupernetImpl(space::SearchSpace space) : space_(std::move(space)) {
+  input_quant = register_module("input_aq", quant::LsqPlusActivation());
   const space::ArchSpec max_spec = space::build_arch_spec(space_, space::max_subnet(space_));
   stages_.resize(static_cast<size_t>(space_.num_stages()));
   for (const auto& b : max_spec.blocks) {
@@ -106,7 +106,7 @@ ElasticBlock& SupernetImpl::slot(const space::BlockSpec& active) {
 }
 
 torch::Tensor SupernetImpl::forward(const torch::Tensor& images) {
-  torch::Tensor x = resize_images(images, active_spec_.resolution);
+  torch::Tensor x = input_quant(resize_images(images, active_spec_.resolution));
   for (const auto& block : active_spec_.blocks) x = run_elastic_block(slot(block), block, x);
   return x.flatten(1);
 }
@@ -114,6 +114,7 @@ torch::Tensor SupernetImpl::forward(const torch::Tensor& images) {
 StaticNet SupernetImpl::extract_active() {
   StaticNet net(active_spec_);
   torch::NoGradGuard no_grad;
+  copy_activation_quant(*net->input_quant, *input_quant);
   for (auto& block : net->blocks()) {
     ElasticBlock& s = slot(block.spec);
     const std::vector<size_t> match = align_layers(s, block.spec);

@@ -35,6 +35,8 @@ class SupernetImpl : public NetworkImpl {
   // state: its outputs equal this supernet's with that subnet active.
   StaticNet extract_active();
 
+  quant::LsqPlusActivation input_quant{nullptr};  // the normalised image
+
  private:
   ElasticBlock& slot(const space::BlockSpec& active);
 

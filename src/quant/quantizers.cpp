@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/quant_contract.h"
 
 namespace qnas::quant {
 namespace {
@@ -59,13 +60,26 @@ torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
     offset.fill_(lo);
     initialized_.fill_(true);
   }
-  torch::Tensor s = scale.abs().clamp_min(1e-8), b = offset;
+  torch::Tensor s = scale.abs().clamp_min(quant_contract::kMinScale), b = offset;
   if (is_training()) {
     const double g = activation_grad_factor(x, qmax());
     s = grad_scale(s, g);
     b = grad_scale(b, g);
   }
-  return fake_quant(x, s, b, 0, qmax());
+  // The engine stores codes with an integer zero point (core/quant_contract.h), so the offset is rounded to
+  // one here too; with the straight-through estimator the offset still learns from the clipped elements,
+  // exactly as LSQ+'s continuous offset does.
+  const torch::Tensor zero_point = torch::clamp(round_pass(-b / s), 0, qmax());
+  const torch::Tensor code = torch::clamp(round_pass(x / s) + zero_point, 0, qmax());
+  return (code - zero_point) * s;
+}
+
+float LsqPlusActivationImpl::effective_scale() const {
+  return std::max(std::fabs(scale.item<float>()), quant_contract::kMinScale);
+}
+
+int LsqPlusActivationImpl::zero_point() const {
+  return quant_contract::zero_point_from_offset(offset.item<float>(), effective_scale(), qmax());
 }
 
 LsqWeightImpl::LsqWeightImpl(int out_channels, bool per_channel, int bits)

@@ -29,6 +29,9 @@ class LsqPlusActivationImpl : public torch::nn::Module {
   int qmax() const { return (1 << bits_) - 1; }
   // Min-max initialisation happens on the first quantised batch: scale = (max - min) / Qp, offset = min.
   bool initialized() const { return initialized_.item<bool>(); }
+  // What the engine stores (core/quant_contract.h): |scale| and the offset rounded to an integer zero point.
+  float effective_scale() const;
+  int zero_point() const;
 
   torch::Tensor scale, offset;
 

@@ -96,11 +96,28 @@ struct OnednnPlan::Impl {
 
   bool int8() const { return precision == Precision::kInt8; }
   dt type_of(int tensor) const {
-    const TensorInfo& info = program.tensors[tensor];
-    if (!int8() || info.is_logits) return dt::f32;
-    return info.non_negative ? dt::u8 : dt::s8;
+    if (!int8() || program.tensors[tensor].is_logits) return dt::f32;
+    return type_of(quant->tensors[tensor]);
   }
+  static dt type_of(const TensorQuant& q) { return q.is_unsigned ? dt::u8 : dt::s8; }
   float scale_of(int tensor) const { return int8() ? quant->tensors[tensor].scale : 1.0f; }
+  int zero_point_of(int tensor) const { return int8() ? quant->tensors[tensor].zero_point : 0; }
+
+  // Zero points go in as runtime arguments (the form oneDNN's x64 INT8 convolutions implement), and only when
+  // non-zero, so zero-point-free tensors keep the plain kernels.
+  void set_zero_point(primitive_attr& attr, std::vector<std::pair<int, int>>& values, int arg,
+                      int zero_point) {
+    if (zero_point == 0) return;
+    attr.set_zero_points(arg, 0, {DNNL_RUNTIME_S32_VAL});
+    values.emplace_back(arg, zero_point);
+  }
+  void bind_zero_points(Exec& exec, const std::vector<std::pair<int, int>>& values) {
+    for (const auto& [arg, value] : values) {
+      memory m(memory::desc({1}, dt::s32, tag::x), engine);
+      *static_cast<std::int32_t*>(m.get_data_handle()) = value;
+      exec.args[DNNL_ARG_ATTR_ZERO_POINTS | arg] = m;
+    }
+  }
   memory::dims dims_of(int tensor) const {
     const TensorInfo& info = program.tensors[tensor];
     if (info.is_logits) return {1, info.channels};
@@ -122,10 +139,15 @@ struct OnednnPlan::Impl {
       const memory::desc plain(dims_of(tensor), dt::f32, tag::nchw);
       user_input = memory(plain, engine);
       primitive_attr attr;
-      if (int8()) attr.set_output_scales(0, {1.0f / scale_of(tensor)});
+      std::vector<std::pair<int, int>> zero_points;
+      if (int8()) {
+        attr.set_output_scales(0, {1.0f / scale_of(tensor)});
+        set_zero_point(attr, zero_points, DNNL_ARG_DST, zero_point_of(tensor));
+      }
       dnnl::reorder::primitive_desc pd(engine, plain, engine, wanted, attr);
-      execs.insert(execs.begin(),
-                   Exec{dnnl::reorder(pd), {{DNNL_ARG_FROM, user_input}, {DNNL_ARG_TO, tensors[tensor]}}});
+      Exec exec{dnnl::reorder(pd), {{DNNL_ARG_FROM, user_input}, {DNNL_ARG_TO, tensors[tensor]}}};
+      bind_zero_points(exec, zero_points);
+      execs.insert(execs.begin(), exec);
       return tensors[tensor];
     }
     if (tensors[tensor].get_desc() == wanted) return tensors[tensor];
@@ -182,8 +204,10 @@ struct OnednnPlan::Impl {
     const std::vector<float>* bias = nullptr;
     std::vector<float> in_scale_times_wscale;  // INT8: s_in * s_w[c]
     float out_scale = 1.0f;                    // INT8: s_out (1 for an f32 output)
+    int in_zero_point = 0, out_zero_point = 0;
     int residual = -1;
     float residual_scale = 1.0f;
+    int residual_zero_point = 0;
   };
 
   memory conv(const ConvArgs& a, const memory& src_hint, memory::desc src_md, memory::desc dst_md,
@@ -198,16 +222,20 @@ struct OnednnPlan::Impl {
                                          w_any, b_md, dst_md, {a.stride, a.stride}, {pad, pad}, {pr, pr});
     primitive_attr attr;
     post_ops po;
+    std::vector<std::pair<int, int>> zero_points;
     const bool fold = !int8() || (folds_into_scale(a.act) && folds_into_scale(a.post_add));
     const float domain = int8() && fold ? 1.0f / a.out_scale : 1.0f;
     if (int8()) {
       std::vector<float> scales = a.in_scale_times_wscale;
       for (auto& s : scales) s *= domain;
       attr.set_output_scales(1 << 1, scales);
+      set_zero_point(attr, zero_points, DNNL_ARG_SRC, a.in_zero_point);
+      set_zero_point(attr, zero_points, DNNL_ARG_DST, a.out_zero_point);
     }
     append_activation(po, a.act, domain, 1.0f);
     if (a.residual >= 0) {
-      po.append_sum(a.residual_scale * domain, 0, int8() ? type_of(a.residual) : dt::undef);
+      po.append_sum(a.residual_scale * domain, a.residual_zero_point,
+                    int8() ? type_of(a.residual) : dt::undef);
     }
     // The final requantisation rides on the last activation (or a linear op when there is none).
     const float out_multiplier = fold ? 1.0f : 1.0f / a.out_scale;
@@ -221,11 +249,13 @@ struct OnednnPlan::Impl {
                                              int8() ? a.qweight->data() : nullptr, pd.weights_desc());
     const memory bias_mem = bias_memory(*a.bias, int8() ? a.in_scale_times_wscale : std::vector<float>{});
     memory dst = dst_memory && *dst_memory ? *dst_memory : memory(pd.dst_desc(), engine);
-    execs.push_back(Exec{dnnl::convolution_forward(pd),
-                         {{DNNL_ARG_SRC, src},
-                          {DNNL_ARG_WEIGHTS, weights_mem},
-                          {DNNL_ARG_BIAS, bias_mem},
-                          {DNNL_ARG_DST, dst}}});
+    Exec exec{dnnl::convolution_forward(pd),
+              {{DNNL_ARG_SRC, src},
+               {DNNL_ARG_WEIGHTS, weights_mem},
+               {DNNL_ARG_BIAS, bias_mem},
+               {DNNL_ARG_DST, dst}}};
+    bind_zero_points(exec, zero_points);
+    execs.push_back(exec);
     return dst;
   }
 
@@ -247,6 +277,8 @@ struct OnednnPlan::Impl {
       a.qweight = &quant->steps[i].weight;
       a.in_scale_times_wscale = multipliers(scale_of(s.input), quant->steps[i].weight_scale);
       a.out_scale = scale_of(s.output);
+      a.in_zero_point = zero_point_of(s.input);
+      a.out_zero_point = zero_point_of(s.output);
     }
     memory::desc dst_md = any_of(s.output);
     memory dst;
@@ -255,20 +287,32 @@ struct OnednnPlan::Impl {
       // add), read through the output's data type.
       a.residual = s.residual;
       a.residual_scale = scale_of(s.residual);
+      a.residual_zero_point = zero_point_of(s.residual);
       dst_md = with_data_type(tensors[s.residual].get_desc(), type_of(s.output));
       dst = memory(dst_md, engine, tensors[s.residual].get_data_handle());
     }
     tensors[s.output] = conv(a, memory(), any_of(s.input), dst_md, s.input, &dst);
   }
 
-  memory global_pool(int tensor, int hw, memory::desc dst_md) {
+  // Average pooling; with INT8 parameters that differ between input and output, the codes are requantised by
+  // a linear post-op (alpha * mean + beta), as the reference does.
+  memory global_pool(int tensor, int hw, memory::desc dst_md, const TensorQuant* from = nullptr,
+                     const TensorQuant* to = nullptr) {
     // A pool that reads the plan's input (a head block profiled alone) takes the layout convs produce.
     const memory src = tensors[tensor] ? tensors[tensor]
                                        : input_as(tensor, memory::desc(dims_of(tensor), type_of(tensor),
                                                                        int8() ? tag::nhwc : tag::nChw16c));
     dnnl::pooling_forward::desc desc(prop_kind::forward_inference, algorithm::pooling_avg_exclude_padding,
                                      src.get_desc(), dst_md, {hw, hw}, {hw, hw}, {0, 0}, {0, 0});
-    dnnl::pooling_forward::primitive_desc pd(desc, engine);
+    primitive_attr attr;
+    if (from && to && *from != *to) {
+      post_ops po;
+      const float alpha = from->scale / to->scale;
+      po.append_eltwise(1.0f, algorithm::eltwise_linear, alpha,
+                        static_cast<float>(to->zero_point) - static_cast<float>(from->zero_point) * alpha);
+      attr.set_post_ops(po);
+    }
+    dnnl::pooling_forward::primitive_desc pd(desc, attr, engine);
     record(pd);
     memory dst(pd.dst_desc(), engine);
     execs.push_back(Exec{dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
@@ -277,15 +321,20 @@ struct OnednnPlan::Impl {
 
   void add_global_pool(size_t i) {
     const Step& s = program.steps[i];
-    tensors[s.output] = global_pool(s.input, s.layer.in_hw, any_of(s.output));
+    tensors[s.output] = int8() ? global_pool(s.input, s.layer.in_hw, any_of(s.output),
+                                             &quant->tensors[s.input], &quant->tensors[s.output])
+                               : global_pool(s.input, s.layer.in_hw, any_of(s.output));
   }
 
   void add_squeeze_excite(size_t i) {
     const Step& s = program.steps[i];
     const LayerSpec& l = s.layer;
     const StepWeights& w = weights.steps[i];
-    const dt x_type = type_of(s.input);
-    const memory pooled = global_pool(s.input, l.in_hw, memory::desc({1, l.cin, 1, 1}, x_type, tag::any));
+    const TensorQuant* pool_q = int8() ? &quant->steps[i].pool : nullptr;
+    const memory pooled =
+        int8() ? global_pool(s.input, l.in_hw, memory::desc({1, l.cin, 1, 1}, type_of(*pool_q), tag::any),
+                             &quant->tensors[s.input], pool_q)
+               : global_pool(s.input, l.in_hw, memory::desc({1, l.cin, 1, 1}, dt::f32, tag::any));
     ConvArgs squeeze(l.cin, l.se_mid, 1, 1, 1, 1, false);
     squeeze.act = Activation::kRelu;
     squeeze.weight = &w.weight;
@@ -294,30 +343,66 @@ struct OnednnPlan::Impl {
     excite.act = Activation::kHsigmoid;
     excite.weight = &w.weight2;
     excite.bias = &w.bias2;
+    float shift_zero = 0.0f, shift_slope = 0.0f, rescale = 1.0f;
     if (int8()) {
       const StepQuant& q = quant->steps[i];
+      const TensorQuant &in = quant->tensors[s.input], &out = quant->tensors[s.output];
       squeeze.qweight = &q.weight;
-      squeeze.in_scale_times_wscale = multipliers(scale_of(s.input), q.weight_scale);
-      squeeze.out_scale = q.mid_scale;
+      squeeze.in_scale_times_wscale = multipliers(q.pool.scale, q.weight_scale);
+      squeeze.in_zero_point = q.pool.zero_point;
+      squeeze.out_scale = q.mid.scale;
+      squeeze.out_zero_point = q.mid.zero_point;
       excite.qweight = &q.weight2;
-      excite.in_scale_times_wscale = multipliers(q.mid_scale, q.weight2_scale);
+      excite.in_scale_times_wscale = multipliers(q.mid.scale, q.weight2_scale);
+      excite.in_zero_point = q.mid.zero_point;
+      // (codes * r) * gate + shift with r = s_x / s_out (the binary's src0 scale) and shift = z_out - z_x * r
+      // * gate is the product x * gate on the output's grid.
+      rescale = in.scale / out.scale;
+      shift_zero = static_cast<float>(out.zero_point);
+      shift_slope = -static_cast<float>(in.zero_point) * rescale;
     }
     memory none;
     const memory mid =
         conv(squeeze, pooled, pooled.get_desc(),
-             memory::desc({1, l.se_mid, 1, 1}, int8() ? dt::u8 : dt::f32, tag::any), -1, &none);
+             memory::desc({1, l.se_mid, 1, 1}, int8() ? type_of(quant->steps[i].mid) : dt::f32, tag::any), -1,
+             &none);
     const memory::desc mid_md = mid.get_desc();
+    // With a shift the gate stays plain: a per-channel binary post-op operand in a padded blocked layout
+    // (channels not a multiple of the block) was read wrongly by oneDNN 2.6 here.
+    const bool shifted = shift_zero != 0.0f || shift_slope != 0.0f;
     const memory gate =
-        conv(excite, mid, mid_md, memory::desc({1, l.cin, 1, 1}, dt::f32, tag::any), -1, &none);
-    // x * gate, broadcast over H and W; the product keeps x's type and scale.
+        conv(excite, mid, mid_md, memory::desc({1, l.cin, 1, 1}, dt::f32, shifted ? tag::nchw : tag::any), -1,
+             &none);
     const memory x = tensors[s.input];
-    dnnl::binary::desc desc(algorithm::binary_mul, x.get_desc(), gate.get_desc(), x.get_desc());
-    dnnl::binary::primitive_desc pd(desc, engine);
+    const memory::desc dst_md = with_data_type(x.get_desc(), type_of(s.output));
+    primitive_attr attr;
+    if (rescale != 1.0f) attr.set_scales(DNNL_ARG_SRC_0, 0, {rescale});
+    if (!shifted) {
+      tensors[s.output] = binary(algorithm::binary_mul, x, gate, dst_md, attr);
+      return;
+    }
+    // With zero points: the product goes to f32, then the per-channel shift z_out - z_x * r * gate is added.
+    // Two plain binaries, because oneDNN 2.6 misread a per-channel binary post-op here at small spatial
+    // sizes.
+    memory shift(gate.get_desc(), engine);
+    dnnl::eltwise_forward::desc shift_desc(prop_kind::forward_inference, algorithm::eltwise_linear,
+                                           gate.get_desc(), shift_slope, shift_zero);
+    dnnl::eltwise_forward::primitive_desc shift_pd(shift_desc, engine);
+    record(shift_pd);
+    execs.push_back(Exec{dnnl::eltwise_forward(shift_pd), {{DNNL_ARG_SRC, gate}, {DNNL_ARG_DST, shift}}});
+    const memory product =
+        binary(algorithm::binary_mul, x, gate, with_data_type(x.get_desc(), dt::f32), attr);
+    tensors[s.output] = binary(algorithm::binary_add, product, shift, dst_md, primitive_attr());
+  }
+
+  memory binary(algorithm alg, const memory& a, const memory& b, const memory::desc& dst_md,
+                const primitive_attr& attr) {
+    dnnl::binary::desc desc(alg, a.get_desc(), b.get_desc(), dst_md);
+    dnnl::binary::primitive_desc pd(desc, attr, engine);
     record(pd);
     memory dst(pd.dst_desc(), engine);
-    execs.push_back(
-        Exec{dnnl::binary(pd), {{DNNL_ARG_SRC_0, x}, {DNNL_ARG_SRC_1, gate}, {DNNL_ARG_DST, dst}}});
-    tensors[s.output] = dst;
+    execs.push_back(Exec{dnnl::binary(pd), {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, dst}}});
+    return dst;
   }
 
   void add_linear(size_t i) {
@@ -341,7 +426,18 @@ struct OnednnPlan::Impl {
     const memory weights_mem =
         weight_memory(wdims, tag::oihw, weights.steps[i].weight.data(),
                       int8() ? quant->steps[i].weight.data() : nullptr, pd.weights_desc());
-    const memory bias_mem = bias_memory(weights.steps[i].bias, m);
+    std::vector<float> bias = weights.steps[i].bias;
+    if (int8() && zero_point_of(s.input) != 0) {
+      // No padding in a fully connected layer, so the input's zero point folds exactly into the bias:
+      // sum_i (x_i - z) w_oi = sum_i x_i w_oi - z sum_i w_oi.
+      const auto& codes = quant->steps[i].weight;
+      for (int o = 0; o < l.cout; ++o) {
+        std::int64_t sum = 0;
+        for (int k = 0; k < l.cin; ++k) sum += codes[static_cast<size_t>(o) * l.cin + k];
+        bias[o] -= m[o] * static_cast<float>(zero_point_of(s.input)) * static_cast<float>(sum);
+      }
+    }
+    const memory bias_mem = bias_memory(bias, m);
     memory dst(pd.dst_desc(), engine);
     execs.push_back(Exec{dnnl::inner_product_forward(pd),
                          {{DNNL_ARG_SRC, src},
@@ -412,15 +508,17 @@ std::vector<float> OnednnPlan::run(const std::vector<float>& image) {
   memory::dims dims = impl_->dims_of(out);
   const memory::desc plain(dims, dt::f32, dims.size() == 2 ? tag::nc : tag::nchw);
   memory converted(plain, impl_->engine);
-  primitive_attr attr;
-  if (impl_->int8() && !impl_->program.tensors[out].is_logits) {
-    attr.set_output_scales(0, {impl_->scale_of(out)});
-  }
-  dnnl::reorder::primitive_desc pd(impl_->engine, result.get_desc(), impl_->engine, plain, attr);
-  dnnl::reorder(pd).execute(impl_->stream, result, converted);
+  dnnl::reorder(result, converted).execute(impl_->stream, result, converted);
   impl_->stream.wait();
   const float* p = static_cast<const float*>(converted.get_data_handle());
-  return std::vector<float>(p, p + plain.get_size() / sizeof(float));
+  std::vector<float> values(p, p + plain.get_size() / sizeof(float));
+  // Codes are dequantised here rather than by the reorder: oneDNN 2.6's reorder dropped a source zero point
+  // for some layouts, and this runs once per call on the output alone.
+  if (impl_->int8() && !impl_->program.tensors[out].is_logits) {
+    const TensorQuant& q = impl_->quant->tensors[out];
+    for (auto& v : values) v = q.dequantize(v);
+  }
+  return values;
 }
 
 void OnednnPlan::execute(bool include_input_conversion) {

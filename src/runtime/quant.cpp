@@ -59,6 +59,7 @@ QuantParams make_quant_params(const Program& program, const Weights& weights,
     StepQuant& sq = qp.steps[i];
     if (s.layer.op == OpKind::kGlobalAvgPool || s.layer.op == OpKind::kSqueezeExcite) {
       qp.tensors[s.output] = qp.tensors[s.input];
+      sq.pool = qp.tensors[s.input];
     }
     if (s.layer.op == OpKind::kGlobalAvgPool) continue;
     if (s.layer.op == OpKind::kSqueezeExcite) {
@@ -111,10 +112,41 @@ QuantParams calibrate(const Program& program, const Weights& weights,
   QuantParams qp = make_quant_params(program, weights, ranges);
   for (size_t i = 0; i < program.steps.size(); ++i) {
     if (program.steps[i].layer.op == OpKind::kSqueezeExcite) {
-      qp.steps[i].mid_scale = std::max(se_ranges[i], 1e-8f) / 255.0f;
+      qp.steps[i].mid = TensorQuant{std::max(se_ranges[i], 1e-8f) / 255.0f, 0, true};
     }
   }
   return qp;
+}
+
+namespace {
+void check_tensor_quant(const TensorQuant& q, const std::string& what) {
+  if (!(q.scale > 0.0f) || !std::isfinite(q.scale))
+    fail("{} has scale {}: quantisation scales must be positive and finite", what, q.scale);
+  if (q.zero_point < q.qmin() || q.zero_point > q.qmax()) {
+    fail("{} has zero point {} outside its {} range [{}, {}]", what, q.zero_point,
+         q.is_unsigned ? "u8" : "s8", q.qmin(), q.qmax());
+  }
+}
+}  // namespace
+
+void validate(const QuantParams& quant, const Program& program) {
+  if (quant.tensors.size() != program.tensors.size() || quant.steps.size() != program.steps.size())
+    fail("quantisation parameters do not belong to this program");
+  for (size_t t = 0; t < program.tensors.size(); ++t) {
+    if (!program.tensors[t].is_logits) check_tensor_quant(quant.tensors[t], fmt::format("tensor {}", t));
+  }
+  for (size_t i = 0; i < program.steps.size(); ++i) {
+    const StepQuant& q = quant.steps[i];
+    if (program.steps[i].layer.op == OpKind::kSqueezeExcite) {
+      check_tensor_quant(q.pool, fmt::format("step {} (SE pool)", i));
+      check_tensor_quant(q.mid, fmt::format("step {} (SE mid)", i));
+    }
+    for (const auto* scales : {&q.weight_scale, &q.weight2_scale}) {
+      for (float w : *scales) {
+        if (!(w > 0.0f) || !std::isfinite(w)) fail("step {} has weight scale {}: it must be positive", i, w);
+      }
+    }
+  }
 }
 
 }  // namespace qnas::runtime

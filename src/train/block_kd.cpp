@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kRunFormat = "qnas-block-kd-1";
-constexpr const char* kCheckpointFormat = "qnas-checkpoint-1";  // what train/trainer.cpp writes
+constexpr const char* kCheckpointFormat = "qnas-checkpoint-2";  // what train/trainer.cpp writes
 constexpr std::uint64_t kSubStageStream = 31, kInitStream = 32, kOrderStream = 33;
 
 // Every key of the config, visited once for both directions, so a key cannot be written but not read.

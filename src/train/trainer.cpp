@@ -22,7 +22,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kCheckpointFormat = "qnas-checkpoint-1";
+// 2: activation quantizers belong to the tensors' producers (core/quant_contract.h); 1 is not readable.
+constexpr const char* kCheckpointFormat = "qnas-checkpoint-2";
 // Streams of derive_seed(seed, stream, index), so no two kinds of draws share one.
 constexpr std::uint64_t kSubnetStream = 17, kEvalSubnetStream = 18, kCalibrationStream = 19;
 
@@ -167,6 +168,13 @@ TrainConfig preset(const std::string& name) {
 
 // ---------------------------------------------------------------------------------------------------------
 // Logs
+
+data::LoaderOptions bn_calibration_options(const TrainConfig& config) {
+  data::LoaderOptions options;
+  options.batch_size = config.batch_size;
+  options.seed = data::derive_seed(config.seed, kCalibrationStream, 0);
+  return options;
+}
 
 json to_json(const EpochLog& log) {
   json eval = json::array();
@@ -378,10 +386,8 @@ std::vector<std::pair<std::string, space::Subnet>> Trainer::evaluation_subnets()
 std::vector<SubnetAccuracy> Trainer::evaluate(
     const std::vector<std::pair<std::string, space::Subnet>>& subnets) {
   nn::SupernetImpl* supernet = as_supernet(model_.get());
-  data::LoaderOptions calibration_options;
-  calibration_options.batch_size = config_.batch_size;
-  calibration_options.seed = data::derive_seed(config_.seed, kCalibrationStream, 0);
-  data::BatchLoader calibration(train_, first_n(train_.count, config_.train_limit), calibration_options);
+  data::BatchLoader calibration(train_, first_n(train_.count, config_.train_limit),
+                                bn_calibration_options(config_));
   data::LoaderOptions test_options;
   test_options.batch_size = 500;
   test_options.shuffle = false;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "nn/network.h"
 #include "space/subnet.h"
 #include "train/losses.h"
@@ -125,6 +126,10 @@ class Trainer {
   std::int64_t steps_this_process_ = 0;
   std::int64_t interrupt_after_ = -1;
 };
+
+// The loader options of the BN-recalibration batches Trainer::evaluate draws, so a deployed subnet is
+// recalibrated on exactly the batches its reported accuracy used.
+data::LoaderOptions bn_calibration_options(const TrainConfig& config);
 
 nlohmann::json to_json(const EpochLog& log);
 EpochLog epoch_log_from_json(const nlohmann::json& j);

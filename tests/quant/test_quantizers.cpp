@@ -31,11 +31,14 @@ void set_lsq_plus(LsqPlusActivation& q, float scale, float offset) {
 
 TEST(LsqPlusActivation, ForwardMatchesAHandComputedExample) {
   LsqPlusActivation q(2);  // Qp = 3
-  set_lsq_plus(q, 0.5f, -0.25f);
+  set_lsq_plus(q, 0.5f, -0.3f);
   q->eval();
-  // v = (x + 0.25) / 0.5 = [-1.5, 0, 0.7, 1.1, 2.1, 4.5] -> clamp [0, 3] -> round -> * 0.5 - 0.25
+  // The contract (core/quant_contract.h): zero point round(0.3 / 0.5) = 1; x / 0.5 = [-2, -0.5, 0.2,
+  // 0.6, 1.6, 4]
+  // -> round (half to even) + 1 = [-1, 1, 1, 2, 3, 5] -> clamp [0, 3] -> (code - 1) * 0.5
+  EXPECT_EQ(q->zero_point(), 1);
   const auto y = q->forward(tensor({-1.0f, -0.25f, 0.1f, 0.3f, 0.8f, 2.0f}));
-  expect_close(y, tensor({-0.25f, -0.25f, 0.25f, 0.25f, 0.75f, 1.25f}));
+  expect_close(y, tensor({-0.5f, 0.0f, 0.0f, 0.5f, 1.0f, 1.0f}));
 }
 
 TEST(LsqPlusActivation, FirstBatchSetsMinMaxRangeAndFloatModePassesThrough) {
@@ -50,25 +53,28 @@ TEST(LsqPlusActivation, FirstBatchSetsMinMaxRangeAndFloatModePassesThrough) {
 
 TEST(LsqPlusActivation, GradientsFollowTheLsqPlusFormulas) {
   LsqPlusActivation q(2);
-  set_lsq_plus(q, 0.5f, -0.25f);
+  const double s = 0.5, b = -0.3;
+  set_lsq_plus(q, static_cast<float>(s), static_cast<float>(b));
   q->train();
   const std::vector<float> xs = {-1.0f, 0.1f, 0.3f, 0.55f, 0.8f, 2.0f};
   const std::vector<float> up = {0.3f, -1.2f, 0.7f, 0.4f, -0.9f, 1.1f};
   auto x = tensor(xs).requires_grad_(true);
   (q->forward(x) * tensor(up)).sum().backward();
-  const double qp = 3, g = 1.0 / std::sqrt(xs.size() * qp);
+  // y = (clamp(round(x/s) + z, 0, Qp) - z) * s with z = round(-b/s), straight-through rounding:
+  // inside, dy/dx = 1, dy/ds = round(x/s) - x/s, dy/db = 0 (LSQ+'s terms cancel as before);
+  // clipped at code c (0 or Qp), dy/ds = c - z - b/s and dy/db = 1 (through z's dz/db = -1/s).
+  const double qp = 3, g = 1.0 / std::sqrt(xs.size() * qp), z = std::nearbyint(-b / s);
   double ds = 0, db = 0;
   std::vector<float> dx;
   for (size_t i = 0; i < xs.size(); ++i) {
-    const double v = (xs[i] + 0.25) / 0.5;
-    if (v < 0) {
-      db += up[i];  // below the range: d/ds = Qn = 0, d/dbeta = 1
-      dx.push_back(0);
-    } else if (v > qp) {
-      ds += up[i] * qp, db += up[i];
+    const double v = xs[i] / s, code = std::nearbyint(v) + z;
+    if (code < 0 || code > qp) {
+      const double c = code < 0 ? 0 : qp;
+      ds += up[i] * (c - z - b / s);
+      db += up[i];
       dx.push_back(0);
     } else {
-      ds += up[i] * (std::nearbyint(v) - v);  // inside: round(v) - v; beta's terms cancel
+      ds += up[i] * (std::nearbyint(v) - v);
       dx.push_back(up[i]);
     }
   }

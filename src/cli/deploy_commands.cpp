@@ -1,0 +1,304 @@
+// `qnas eval` and `qnas export onnx --run-dir`: a trained run directory deployed. Accuracy of the network
+// where it will run (LibTorch fake-quant, the oneDNN INT8 engine, ONNX Runtime on the exported file), the
+// top-1 agreement between engines, batch-1 INT8 latency, and the ONNX file a deployer ships.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/deploy.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/progress.h"
+#include "data/fashion_mnist.h"
+#include "data/loader.h"
+#include "deploy/deploy.h"
+#include "export/onnx_export.h"
+#include "runtime/measure.h"
+#include "runtime/onednn_plan.h"
+
+namespace qnas::cli {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+struct EvalArgs {
+  std::string run_dir, subnet, engine = "all", split = "test", data_dir = data::kFashionMnistDefaultDir;
+  std::string harness = QNAS_SOURCE_DIR "/tools/ort-harness/ort_bench.js";
+  int threads = 1, runs = 50;
+  std::int64_t limit = 0;
+  bool json_output = false;
+};
+
+struct EngineResult {
+  std::string engine;
+  double top1 = 0, top5 = 0, agreement = -1;  // agreement: top-1 equal to fake-quant's, fraction of images
+  double median_ms = -1, p90_ms = -1;
+  std::vector<std::vector<float>> logits;
+  std::map<std::string, int> implementations;  // oneDNN only
+};
+
+// The data set a run was trained on; today `qnas train` trains on Fashion-MNIST only.
+struct EvalData {
+  data::ImageDataset train, eval;
+  std::vector<std::int64_t> indices;
+  data::Normalize normalize = data::Normalize::fashion_mnist();
+};
+
+EvalData load_eval_data(const deploy::TrainedRun& run, const EvalArgs& a) {
+  EvalData d;
+  d.train = data::load_fashion_mnist(a.data_dir, "train");
+  if (a.split == "test") {
+    d.eval = data::load_fashion_mnist(a.data_dir, "test");
+    for (std::int64_t i = 0; i < d.eval.count; ++i) d.indices.push_back(i);
+  } else if (a.split == "heldout") {
+    // The trainer trains on the first train_limit images; the rest of the training file is held out.
+    const std::int64_t used = run.config.train_limit > 0 ? run.config.train_limit : d.train.count;
+    if (used >= d.train.count) {
+      fail("run {} trained on all {} training images, so none are held out: use --split test", a.run_dir,
+           d.train.count);
+    }
+    d.eval = d.train;
+    for (std::int64_t i = used; i < d.train.count; ++i) d.indices.push_back(i);
+  } else {
+    fail("unknown split '{}': use test or heldout", a.split);
+  }
+  if (a.limit > 0 && static_cast<std::int64_t>(d.indices.size()) > a.limit) d.indices.resize(a.limit);
+  return d;
+}
+
+void score(EngineResult& r, const std::vector<std::int64_t>& labels, const EngineResult* reference) {
+  std::int64_t top1 = 0, top5 = 0, agree = 0;
+  for (size_t i = 0; i < r.logits.size(); ++i) {
+    const auto& l = r.logits[i];
+    std::vector<size_t> order(l.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::partial_sort(order.begin(), order.begin() + std::min<size_t>(5, order.size()), order.end(),
+                      [&](size_t x, size_t y) { return l[x] > l[y]; });
+    const auto label = static_cast<size_t>(labels[i]);
+    top1 += order[0] == label;
+    top5 += std::find(order.begin(), order.begin() + std::min<size_t>(5, order.size()), label) !=
+            order.begin() + std::min<size_t>(5, order.size());
+    if (reference) {
+      const auto& ref = reference->logits[i];
+      agree += order[0] == static_cast<size_t>(std::max_element(ref.begin(), ref.end()) - ref.begin());
+    }
+  }
+  const double n = std::max<double>(1, static_cast<double>(r.logits.size()));
+  r.top1 = static_cast<double>(top1) / n;
+  r.top5 = static_cast<double>(top5) / n;
+  if (reference) r.agreement = static_cast<double>(agree) / n;
+}
+
+EngineResult run_fakequant(nn::StaticNetImpl& net, const EvalData& d) {
+  EngineResult r;
+  r.engine = "fakequant";
+  data::LoaderOptions options;
+  options.batch_size = 500;
+  options.shuffle = false;
+  options.normalize = d.normalize;
+  data::BatchLoader loader(d.eval, d.indices, options);
+  loader.reset(0);
+  torch::NoGradGuard no_grad;
+  data::Batch batch;
+  while (loader.next(batch)) {
+    const torch::Tensor logits = net.forward(batch.images).contiguous();
+    for (std::int64_t i = 0; i < logits.size(0); ++i) {
+      const float* p = logits[i].data_ptr<float>();
+      r.logits.emplace_back(p, p + logits.size(1));
+    }
+  }
+  return r;
+}
+
+EngineResult run_onednn(const deploy::DeployedModel& m, const std::vector<std::vector<float>>& images,
+                        int threads, int runs) {
+  EngineResult r;
+  r.engine = "onednn";
+  runtime::OnednnPlan plan(m.program, m.weights, runtime::Precision::kInt8, threads, &m.quant);
+  ProgressLine progress("onednn int8", static_cast<std::int64_t>(images.size()), "images");
+  for (const auto& image : images) {
+    r.logits.push_back(plan.run(image));
+    progress.update(static_cast<std::int64_t>(r.logits.size()));
+  }
+  progress.finish();
+  r.implementations = plan.implementations();
+  runtime::MeasureOptions options;
+  options.runs = runs;
+  const runtime::Timing t = runtime::measure([&] { plan.execute(); }, options);
+  r.median_ms = t.median_ms;
+  r.p90_ms = t.p90_ms;
+  return r;
+}
+
+EngineResult run_ort(const deploy::DeployedModel& m, const std::vector<std::vector<float>>& images,
+                     const EvalArgs& a, const fs::path& work) {
+  EngineResult r;
+  r.engine = "ort";
+  fs::create_directories(work);
+  const fs::path model = work / "model-int8.onnx", input = work / "eval-images.f32";
+  exporter::OnnxOptions options;
+  options.precision = runtime::Precision::kInt8;
+  exporter::write_onnx(model.string(), m.program, m.weights, &m.quant, options);
+  {
+    std::ofstream out(input, std::ios::binary);
+    for (const auto& image : images)
+      out.write(reinterpret_cast<const char*>(image.data()), static_cast<std::streamsize>(image.size() * 4));
+    if (!out) fail("could not write {}", input.string());
+  }
+  const json result =
+      run_ort_harness(a.harness, model.string(), input.string(), m.program, a.threads, a.runs);
+  for (const auto& o : result.at("outputs")) r.logits.push_back(o.get<std::vector<float>>());
+  r.median_ms = result.at("median_ms").get<double>();
+  r.p90_ms = result.at("p90_ms").get<double>();
+  fs::remove(input);
+  return r;
+}
+
+std::vector<std::string> parse_engines(const std::string& engine) {
+  if (engine == "all") return {"fakequant", "onednn", "ort"};
+  if (engine == "fakequant" || engine == "onednn" || engine == "ort") return {engine};
+  fail("unknown engine '{}': use fakequant, onednn, ort or all", engine);
+}
+
+void run_eval(const EvalArgs& a) {
+  const std::vector<std::string> engines = parse_engines(a.engine);
+  if (a.run_dir.empty()) fail("--run-dir is required");
+  deploy::TrainedRun run = deploy::load_run(a.run_dir);
+  const EvalData d = load_eval_data(run, a);
+  nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, d.train, d.normalize);
+  std::vector<std::int64_t> calibration_indices;
+  for (std::int64_t i = 0; i < std::min<std::int64_t>(256, d.train.count); ++i)
+    calibration_indices.push_back(i);
+  const deploy::DeployedModel m =
+      deploy::lower_network(*net, deploy::normalised_images(d.train, calibration_indices, d.normalize));
+  const auto images = deploy::normalised_images(d.eval, d.indices, d.normalize);
+  std::vector<std::int64_t> labels;
+  for (auto i : d.indices) labels.push_back(d.eval.label(i));
+
+  std::vector<EngineResult> results;
+  const EngineResult* reference = nullptr;
+  EngineResult fakequant;
+  // Fake-quant is the reference for agreement, so it runs whenever another engine does.
+  fakequant = run_fakequant(*net, d);
+  score(fakequant, labels, nullptr);
+  for (const auto& e : engines) {
+    if (e == "fakequant") {
+      results.push_back(fakequant);
+      continue;
+    }
+    EngineResult r = e == "onednn" ? run_onednn(m, images, a.threads, a.runs)
+                                   : run_ort(m, images, a, fs::path(a.run_dir) / "deploy");
+    reference = &fakequant;
+    score(r, labels, reference);
+    results.push_back(std::move(r));
+  }
+
+  json out = {{"run_dir", a.run_dir},
+              {"network", run.identity},
+              {"subnet", m.spec.subnet},
+              {"space", m.spec.space},
+              {"mflops", static_cast<double>(m.spec.macs()) / 1e6},
+              {"split", a.split},
+              {"images", images.size()},
+              {"quantization", m.quant_source},
+              {"threads", a.threads},
+              {"machine", runtime::to_json(runtime::this_machine(a.threads, "int8"))},
+              {"engines", json::array()}};
+  std::string table =
+      fmt::format("{} ({}, {:.1f} MFLOPs), {} split, {} images, INT8 from {}\n\n", m.spec.subnet,
+                  run.is_supernet() ? "supernet subnet" : "trained network",
+                  static_cast<double>(m.spec.macs()) / 1e6, a.split, images.size(), m.quant_source);
+  table +=
+      "| engine | top-1 | top-5 | top-1 agreement with fake-quant | INT8 latency median (p90), batch 1 |\n";
+  table += "| --- | ---: | ---: | ---: | ---: |\n";
+  for (const auto& r : results) {
+    json e = {{"engine", r.engine}, {"top1", r.top1}, {"top5", r.top5}};
+    if (r.agreement >= 0) e["top1_agreement_with_fakequant"] = r.agreement;
+    if (r.median_ms >= 0) e["latency_ms"] = {{"median", r.median_ms}, {"p90", r.p90_ms}};
+    if (!r.implementations.empty()) e["implementations"] = r.implementations;
+    for (const auto& [name, count] : r.implementations) {
+      // A reference kernel is correct but slow: the latency then says more about oneDNN than the network.
+      if (name.rfind("ref", 0) == 0)
+        table += fmt::format("note: {} oneDNN primitive(s) ran {}\n", count, name);
+    }
+    out["engines"].push_back(e);
+    table += fmt::format(
+        "| {} | {:.2f}% | {:.2f}% | {} | {} |\n", r.engine, 100 * r.top1, 100 * r.top5,
+        r.agreement >= 0 ? fmt::format("{:.2f}%", 100 * r.agreement) : std::string("-"),
+        r.median_ms >= 0 ? fmt::format("{:.3f} ms ({:.3f})", r.median_ms, r.p90_ms) : std::string("-"));
+  }
+  const std::string stem =
+      a.subnet.empty() ? "eval" : "eval-" + std::to_string(std::hash<std::string>{}(a.subnet) % 100000);
+  write_json_atomic(fs::path(a.run_dir) / (stem + ".json"), out);
+  if (a.json_output) {
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("%s\nwritten: %s\n", table.c_str(), (fs::path(a.run_dir) / (stem + ".json")).c_str());
+  }
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> deployment_metadata(const deploy::DeployedModel& m,
+                                                                     const data::ImageDataset& classes,
+                                                                     const data::Normalize& normalize,
+                                                                     const std::string& precision) {
+  const auto& in = m.program.tensors[m.program.input];
+  return {{"qnas.version", QNAS_VERSION},
+          {"qnas.space", m.spec.space},
+          {"qnas.subnet", m.spec.subnet},
+          {"qnas.precision", precision},
+          {"qnas.quantization", precision == "int8" ? m.quant_source : "none"},
+          {"input_shape", fmt::format("1,{},{},{}", in.channels, in.hw, in.hw)},
+          {"input_layout", "NCHW float32, pixels / 255 then (x - mean) / std per channel"},
+          {"normalize_mean", json(normalize.mean).dump()},
+          {"normalize_std", json(normalize.std).dump()},
+          {"class_names", json(classes.class_names).dump()}};
+}
+
+void export_trained_onnx(const std::string& run_dir, const std::string& subnet, const std::string& precision,
+                         const std::string& out, const std::string& data_dir) {
+  deploy::TrainedRun run = deploy::load_run(run_dir);
+  const data::ImageDataset train = data::load_fashion_mnist(data_dir, "train");
+  const data::Normalize normalize = data::Normalize::fashion_mnist();
+  nn::StaticNet net = deploy::network_to_deploy(run, subnet, train, normalize);
+  std::vector<std::int64_t> calibration;
+  for (std::int64_t i = 0; i < std::min<std::int64_t>(256, train.count); ++i) calibration.push_back(i);
+  const deploy::DeployedModel m =
+      deploy::lower_network(*net, deploy::normalised_images(train, calibration, normalize));
+  exporter::OnnxOptions options;
+  options.precision = runtime::parse_precision(precision);
+  options.metadata = deployment_metadata(m, train, normalize, precision);
+  exporter::write_onnx(out, m.program, m.weights, &m.quant, options);
+  std::printf("wrote %s (%s, %s, INT8 from %s, input 1x%d, BN folded, passes the ONNX checker)\n",
+              out.c_str(), m.spec.subnet.c_str(), precision.c_str(), m.quant_source.c_str(),
+              m.program.resolution);
+}
+
+void add_eval_command(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand(
+      "eval",
+      "accuracy of a trained run where it will run: fake-quant, the oneDNN INT8 engine, ONNX Runtime");
+  cmd->add_option("--run-dir", a->run_dir, "a finished `qnas train` run directory")->required();
+  cmd->add_option("--subnet", a->subnet, "for a supernet run: the subnet encoding (default: the max subnet)");
+  cmd->add_option("--engine", a->engine, "fakequant | onednn | ort | all");
+  cmd->add_option("--split", a->split, "test | heldout (training images the run did not train on)");
+  cmd->add_option("--threads", a->threads, "threads of the INT8 engines (latency is batch 1)");
+  cmd->add_option("--runs", a->runs, "timed runs of the latency protocol (at least 50)");
+  cmd->add_option("--limit", a->limit, "evaluate the first N images only (0 = all)");
+  cmd->add_option("--data-dir", a->data_dir, "Fashion-MNIST directory");
+  cmd->add_option("--harness", a->harness, "path of tools/ort-harness/ort_bench.js");
+  cmd->add_flag("--json", a->json_output, "print the result as JSON");
+  cmd->callback([a] { run_eval(*a); });
+}
+
+}  // namespace qnas::cli

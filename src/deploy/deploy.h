@@ -1,0 +1,63 @@
+#pragma once
+// Deploying what `qnas train` made. A run directory is rebuilt into its network in the precision training
+// ended in; a supernet gives up one subnet (BN recalibrated on training images); that static network is
+// lowered to the runtime's Program with BN folded into the weights. A QAT run brings its learned scales and
+// zero points (the quantisation contract, core/quant_contract.h); an FP32 run is calibrated on training
+// images.
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/transform.h"
+#include "nn/static_net.h"
+#include "nn/supernet.h"
+#include "runtime/program.h"
+#include "runtime/quant.h"
+#include "train/trainer.h"
+
+namespace qnas::deploy {
+
+struct TrainedRun {
+  std::filesystem::path dir;
+  std::string identity;                     // "static SPACE SUBNET rRES" or "supernet SPACE"
+  std::optional<space::SearchSpace> space;  // always set by load_run
+  train::TrainConfig config;
+  int bits = 32;  // the precision training ended in
+  nn::Supernet supernet{nullptr};
+  nn::StaticNet net{nullptr};  // a static run's network
+  bool is_supernet() const { return !supernet.is_empty(); }
+};
+
+// Reads DIR/checkpoint.pt. A missing directory or checkpoint, an unreadable or foreign file and an unfinished
+// run each get one qnas::Error naming the fix.
+TrainedRun load_run(const std::filesystem::path& dir);
+
+// The network to deploy, in eval mode: a static run's own network, or the supernet's `subnet` (empty: the max
+// subnet; an encoding outside the space is a qnas::Error) extracted after BN recalibration on `train` images.
+nn::StaticNet network_to_deploy(TrainedRun& run, const std::string& subnet, const data::ImageDataset& train,
+                                const data::Normalize& normalize);
+
+enum class Calibration { kMinMax, kPercentile };
+
+struct DeployedModel {
+  space::ArchSpec spec;
+  runtime::Program program;
+  runtime::Weights weights;  // BN folded, FP32
+  runtime::QuantParams quant;
+  std::string quant_source;  // "lsq+ (trained)" or "calibrated min-max" / "calibrated percentile"
+};
+
+// Folds BN into every conv and reads the network's quantizers (a QAT network at 8 bits), or calibrates the
+// FP32 network on `calibration` images (C x H x W normalised floats) when it was never quantised.
+DeployedModel lower_network(nn::StaticNetImpl& net, const std::vector<std::vector<float>>& calibration,
+                            Calibration method = Calibration::kMinMax, double percentile = 99.99);
+
+// The first `count` images of `images` (after the shared normalisation) as C x H x W float vectors.
+std::vector<std::vector<float>> normalised_images(const data::ImageDataset& images,
+                                                  const std::vector<std::int64_t>& indices,
+                                                  const data::Normalize& normalize);
+
+}  // namespace qnas::deploy

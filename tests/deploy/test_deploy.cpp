@@ -1,0 +1,281 @@
+// The quantisation contract end to end: zero-point arithmetic against hand values, the oneDNN plan against
+// the reference with zero points on every op, a QAT-trained tiny network lowered to the engine against its
+// own fake-quant forward, the export's metadata, and the errors a bad run directory gets.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "core/quant_contract.h"
+#include "deploy/deploy.h"
+#include "quant/quantizers.h"
+#include "runtime/onednn_plan.h"
+#include "runtime/reference.h"
+#include "space/sampling.h"
+#include "train_test_util.h"
+
+namespace qnas {
+namespace {
+
+using runtime::TensorQuant;
+
+TEST(QuantContract, QuantizeRoundsHalfToEvenAndClamps) {
+  using quant_contract::quantize;
+  EXPECT_EQ(quantize(1.25f, 0.5f, 0, 0, 255), 2);   // 2.5 -> 2
+  EXPECT_EQ(quantize(1.75f, 0.5f, 0, 0, 255), 4);   // 3.5 -> 4
+  EXPECT_EQ(quantize(0.5f, 0.5f, 10, 0, 255), 11);  // zero point shifts the code
+  EXPECT_EQ(quantize(-20.0f, 0.5f, 10, 0, 255), 0);
+  EXPECT_EQ(quantize(200.0f, 0.5f, 10, 0, 255), 255);
+  EXPECT_EQ(quantize(-1.0f, 0.5f, 0, -128, 127), -2);
+  EXPECT_FLOAT_EQ(quant_contract::dequantize(11, 0.5f, 10), 0.5f);
+}
+
+TEST(QuantContract, ZeroPointFromLsqPlusOffset) {
+  EXPECT_EQ(quant_contract::zero_point_from_offset(-0.3f, 0.1f, 255), 3);
+  EXPECT_EQ(quant_contract::zero_point_from_offset(-0.26f, 0.1f, 255), 3);  // 2.6 rounds to 3
+  EXPECT_EQ(quant_contract::zero_point_from_offset(0.5f, 0.1f, 255), 0);    // a positive offset clamps to 0
+  EXPECT_EQ(quant_contract::zero_point_from_offset(-100.0f, 0.1f, 255), 255);
+}
+
+// The trainer's LSQ+ forward is the contract: codes with an integer zero point, nothing in between.
+TEST(QuantContract, LsqPlusForwardIsTheEngineArithmetic) {
+  quant::LsqPlusActivation q(8);
+  torch::Tensor x = torch::linspace(-1.0, 3.0, 401);
+  q->forward(x);  // min-max initialisation
+  q->offset.data().fill_(-0.537);
+  q->eval();
+  const torch::Tensor y = q->forward(x);
+  const float s = q->effective_scale();
+  const int z = q->zero_point();
+  EXPECT_EQ(z, quant_contract::zero_point_from_offset(-0.537f, s, 255));
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    const int code = quant_contract::quantize(x[i].item<float>(), s, z, 0, 255);
+    ASSERT_NEAR(y[i].item<float>(), quant_contract::dequantize(code, s, z), 1e-6)
+        << "x = " << x[i].item<float>();
+  }
+}
+
+// One 1x1 conv, input u8 with zero point 10, output u8 with zero point 5, worked out by hand.
+TEST(ZeroPoints, ConvMatchesHandValuesInBothEngines) {
+  space::BlockSpec block;
+  block.stage = "s";
+  block.cin = block.cout = 1;
+  block.in_hw = block.out_hw = 2;
+  block.layers.push_back(space::make_conv(1, 1, 1, 1, 2, space::Activation::kNone));
+  const runtime::Program program = runtime::lower_block(block);
+  runtime::Weights weights;
+  weights.steps.resize(1);
+  weights.steps[0].weight = {0.5f};
+  weights.steps[0].bias = {0.1f};
+  runtime::QuantParams quant;
+  quant.tensors = {TensorQuant{0.1f, 10, true}, TensorQuant{0.01f, 5, true}};
+  quant.steps.resize(1);
+  runtime::quantize_per_channel(weights.steps[0].weight, 1, quant.steps[0].weight,
+                                quant.steps[0].weight_scale);
+  ASSERT_EQ(quant.steps[0].weight[0], 127);
+  // codes 10, 11, 12, 9 -> acc (code - 10) * 127 -> acc * 0.1 * 0.5 / 127 + 0.1 -> requantised at 0.01, zp 5
+  const std::vector<float> image = {0.0f, 0.1f, 0.2f, -0.1f};
+  const std::vector<float> expected = {0.1f, 0.15f, 0.2f, 0.05f};
+  runtime::ReferenceExecutor reference(program, weights, &quant);
+  runtime::OnednnPlan plan(program, weights, runtime::Precision::kInt8, 1, &quant);
+  const auto ours = reference.run(image), engine = plan.run(image);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_NEAR(ours[i], expected[i], 1e-6) << i;
+    EXPECT_NEAR(engine[i], expected[i], 1e-6) << i;
+  }
+}
+
+// Calibrated parameters moved onto u8 grids with zero points (as LSQ+ learns them), with SE pools, mids and
+// outputs on grids of their own: block by block (residual adds, projections, SE, pooling, classifier) the
+// engine reproduces the reference within one output code, as it does without zero points.
+void move_onto_zero_point_grids(const runtime::Program& program, runtime::QuantParams& quant, Rng& rng) {
+  for (size_t t = 0; t < quant.tensors.size(); ++t) {
+    if (program.tensors[t].is_logits) continue;
+    TensorQuant& q = quant.tensors[t];
+    // A signed grid is the same grid as u8 with zero point 128; jitter it so no zero point is special.
+    q.zero_point = q.is_unsigned ? static_cast<int>(rng.below(12)) : 118 + static_cast<int>(rng.below(21));
+    q.is_unsigned = true;
+  }
+  for (size_t i = 0; i < program.steps.size(); ++i) {
+    if (program.steps[i].layer.op != space::OpKind::kSqueezeExcite) continue;
+    quant.steps[i].pool = quant.tensors[static_cast<size_t>(program.steps[i].input)];
+    quant.steps[i].pool.scale *= 0.7f;
+    quant.steps[i].mid.zero_point = 3;
+    quant.tensors[static_cast<size_t>(program.steps[i].output)].scale *= 1.3f;
+  }
+}
+
+TEST(ZeroPoints, OnednnMatchesTheReferenceWithinOneCodePerBlock) {
+  Rng rng(5);
+  std::int64_t beyond_one_code = 0, codes = 0;
+  for (const std::string space_name : {"fmnistw-222222-000000", "fmnistw-545454-000000"}) {
+    const auto space = space::SearchSpace::parse(space_name);
+    const space::ArchSpec spec = space::build_arch_spec(space, space::max_subnet(space), 20);
+    for (const auto& block : spec.blocks) {
+      const runtime::Program program = runtime::lower_block(block);
+      const runtime::Weights weights = runtime::random_weights(program, 3);
+      std::vector<float> image(static_cast<size_t>(program.in_channels) * block.in_hw * block.in_hw);
+      for (auto& x : image) x = static_cast<float>(rng.uniform() * 4.0 - 2.0);
+      runtime::QuantParams quant = runtime::calibrate(program, weights, {image});
+      move_onto_zero_point_grids(program, quant, rng);
+      runtime::validate(quant, program);
+      runtime::ReferenceExecutor reference(program, weights, &quant);
+      runtime::OnednnPlan plan(program, weights, runtime::Precision::kInt8, 1, &quant);
+      const auto a = reference.run(image), b = plan.run(image);
+      const bool logits = program.tensors[static_cast<size_t>(program.output)].is_logits;
+      const float code = logits ? 1e-3f * (1.0f + std::fabs(*std::max_element(a.begin(), a.end())))
+                                : quant.tensors[static_cast<size_t>(program.output)].scale;
+      float diff = 0;
+      for (size_t k = 0; k < a.size(); ++k) {
+        diff = std::max(diff, std::fabs(a[k] - b[k]));
+        beyond_one_code += std::fabs(a[k] - b[k]) > 1.01f * code;
+        ++codes;
+      }
+      // Within a multi-step block a rounding tie that flips one code of an inner tensor (an SE product) can
+      // reach two codes after the next conv; never more.
+      EXPECT_LE(diff, 2.01f * code) << space_name << " " << block.stage << " block " << block.block_index
+                                    << " " << block.type->name;
+    }
+  }
+  EXPECT_LE(beyond_one_code * 1000, codes) << beyond_one_code << " of " << codes << " codes differ by 2";
+  std::printf("codes differing by more than one: %lld of %lld\n", static_cast<long long>(beyond_one_code),
+              static_cast<long long>(codes));
+}
+
+TEST(ZeroPoints, WholeNetworkAgreesAsWithoutZeroPoints) {
+  Rng rng(7);
+  const auto space = space::SearchSpace::parse("fmnistw-222222-000000");
+  const space::ArchSpec spec = space::build_arch_spec(space, space::max_subnet(space), 20);
+  const runtime::Program program = runtime::lower(spec);
+  const runtime::Weights weights = runtime::random_weights(program, 3);
+  std::vector<std::vector<float>> images(4, std::vector<float>(400));
+  for (auto& image : images) {
+    for (auto& x : image) x = static_cast<float>(rng.uniform() * 4.0 - 2.0);
+  }
+  runtime::QuantParams quant = runtime::calibrate(program, weights, images);
+  move_onto_zero_point_grids(program, quant, rng);
+  runtime::ReferenceExecutor reference(program, weights, &quant);
+  runtime::OnednnPlan plan(program, weights, runtime::Precision::kInt8, 1, &quant);
+  for (const auto& image : images) {
+    const auto a = reference.run(image), b = plan.run(image);
+    float range = 1e-6f, diff = 0;
+    for (size_t k = 0; k < a.size(); ++k) {
+      range = std::max(range, std::fabs(a[k]));
+      diff = std::max(diff, std::fabs(a[k] - b[k]));
+    }
+    // The bound test_engine_agreement uses without zero points: single-code flips through ~20 random blocks.
+    EXPECT_LE(diff, 0.1f * range);
+  }
+}
+
+// A tiny network trained a few QAT steps: lowered with BN folded and its learned scales and zero points, the
+// engine's codes stay within one code of the fake-quant forward at every block output.
+TEST(Deploy, QatNetworkOnTheEngineMatchesItsFakeQuantForward) {
+  torch::manual_seed(0);
+  const auto space = space::SearchSpace::parse("fmnistw-222222-000000");
+  nn::StaticNet net(space::build_arch_spec(space, space::min_subnet(space), 20));
+  quant::set_bits(*net, 8);
+  const data::ImageDataset images = train_test::synthetic(64, 3);
+  std::vector<std::int64_t> all(64);
+  for (int i = 0; i < 64; ++i) all[i] = i;
+  const auto normalize = data::Normalize::fashion_mnist();
+  const auto inputs = deploy::normalised_images(images, all, normalize);
+  torch::Tensor batch = torch::empty({64, 1, 28, 28});
+  for (int i = 0; i < 64; ++i)
+    batch[i].copy_(torch::from_blob(const_cast<float*>(inputs[i].data()), {1, 28, 28}));
+  torch::Tensor labels = torch::tensor(images.labels);
+  net->train();
+  torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+  for (int step = 0; step < 6; ++step) {
+    sgd.zero_grad();
+    torch::nn::functional::cross_entropy(net->forward(batch), labels).backward();
+    sgd.step();
+  }
+  net->eval();
+  // Offsets away from multiples of the scale, so zero points are non-trivial.
+  int nonzero_zero_points = 0;
+  for (auto& m : net->modules(false)) {
+    if (auto* q = m->as<quant::LsqPlusActivationImpl>()) nonzero_zero_points += q->zero_point() != 0;
+  }
+  EXPECT_GT(nonzero_zero_points, 0);
+
+  const deploy::DeployedModel m = deploy::lower_network(*net, {});
+  EXPECT_EQ(m.quant_source, "lsq+ (trained)");
+  // Reference INT8 at 20x20 on the images the network resizes to.
+  const torch::Tensor resized = nn::resize_images(batch.narrow(0, 0, 8), 20).contiguous();
+  torch::NoGradGuard no_grad;
+  runtime::OnednnPlan plan(m.program, m.weights, runtime::Precision::kInt8, 1, &m.quant);
+  runtime::ReferenceExecutor reference(m.program, m.weights, &m.quant);
+  std::map<int, std::vector<float>> seen;
+  reference.set_observer([&](int tensor, const std::vector<float>& v) { seen[tensor] = v; });
+  int same_top1 = 0;
+  for (int i = 0; i < 8; ++i) {
+    const float* p = resized[i].data_ptr<float>();
+    const std::vector<float> image(p, p + 400);
+    const auto engine_logits = plan.run(image);
+    seen.clear();
+    reference.run(image);
+    const torch::Tensor fq_logits = net->forward(batch.narrow(0, i, 1));
+    // Block outputs: the fake-quant stage outputs against the reference's tensors, in codes.
+    for (const std::string stage : {"first_conv", "stage1", "stage3", "stage6"}) {
+      const torch::Tensor fq = net->stage_io(batch.narrow(0, i, 1), stage).second.flatten();
+      int tensor = -1;
+      for (const auto& s : m.program.steps) {
+        if (m.spec.blocks[static_cast<size_t>(s.block)].stage == stage) tensor = s.output;
+      }
+      ASSERT_GE(tensor, 0) << stage;
+      const TensorQuant& q = m.quant.tensors[static_cast<size_t>(tensor)];
+      const auto& ref = seen.at(tensor);
+      ASSERT_EQ(static_cast<int64_t>(ref.size()), fq.numel()) << stage;
+      int worst = 0;
+      for (size_t k = 0; k < ref.size(); ++k) {
+        const int a = q.quantize(ref[k]), b = q.quantize(fq[static_cast<int64_t>(k)].item<float>());
+        worst = std::max(worst, std::abs(a - b));
+      }
+      EXPECT_LE(worst, 1) << stage << " image " << i;
+    }
+    const auto fq = std::vector<float>(fq_logits.data_ptr<float>(), fq_logits.data_ptr<float>() + 10);
+    same_top1 += std::max_element(fq.begin(), fq.end()) - fq.begin() ==
+                 std::max_element(engine_logits.begin(), engine_logits.end()) - engine_logits.begin();
+  }
+  EXPECT_GE(same_top1, 7);
+}
+
+TEST(Deploy, Fp32NetworkIsCalibrated) {
+  const auto space = space::SearchSpace::parse("fmnistw-000000-000000");
+  nn::StaticNet net(space::build_arch_spec(space, space::min_subnet(space), 20));
+  net->eval();
+  EXPECT_THROW(deploy::lower_network(*net, {}), Error);
+  const runtime::Program program = runtime::lower(net->spec());
+  std::vector<std::vector<float>> images(2, std::vector<float>(400, 0.5f));
+  const auto minmax = deploy::lower_network(*net, images);
+  EXPECT_EQ(minmax.quant_source, "calibrated min-max");
+  const auto pct = deploy::lower_network(*net, images, deploy::Calibration::kPercentile, 50.0);
+  EXPECT_EQ(pct.quant_source, "calibrated percentile 50");
+  // A median range never exceeds the maximum one.
+  for (size_t t = 0; t < program.tensors.size(); ++t) {
+    if (!program.tensors[t].is_logits) {
+      EXPECT_LE(pct.quant.tensors[t].scale, minmax.quant.tensors[t].scale + 1e-9f);
+    }
+  }
+}
+
+TEST(Deploy, BadRunDirectoriesGetOneClearError) {
+  train_test::TempDir dir("deploy-bad-run");
+  auto message = [](const std::filesystem::path& p) {
+    try {
+      deploy::load_run(p);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(dir.path / "missing").find("does not exist"), std::string::npos);
+  std::filesystem::create_directories(dir.path);
+  EXPECT_NE(message(dir.path).find("no checkpoint.pt"), std::string::npos);
+  std::ofstream(dir.path / "checkpoint.pt") << "not a checkpoint";
+  EXPECT_NE(message(dir.path).find("unreadable"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qnas
