@@ -18,8 +18,13 @@ nlohmann::json run_ort_harness(const std::string& harness, const std::string& mo
 
 // `qnas export onnx --run-dir D [--subnet ENC]` (needs LibTorch): the trained network, BN folded, with its
 // trained (or calibrated) scales and zero points and the deployer's metadata.
-void export_trained_onnx(const std::string& run_dir, const std::string& subnet, const std::string& precision,
-                         const std::string& out, const std::string& data_dir);
+struct DeployArgs {
+  std::string run_dir, subnet, data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string calibration = "minmax";  // FP32 runs only: minmax | percentile
+  double percentile = 99.99;
+};
+void add_deploy_options(CLI::App& cmd, DeployArgs& a, bool with_subnet = true);
+void export_trained_onnx(const DeployArgs& a, const std::string& precision, const std::string& out);
 
 void add_eval_command(CLI::App& app);
 

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
+#include "core/rng.h"
 #include "data/fashion_mnist.h"
 #include "data/loader.h"
 #include "deploy/deploy.h"
@@ -29,8 +30,27 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-struct EvalArgs {
-  std::string run_dir, subnet, engine = "all", split = "test", data_dir = data::kFashionMnistDefaultDir;
+// The network of a run, lowered for the engines; FP32 runs are calibrated on the first 256 training images.
+deploy::DeployedModel lower_for_engines(nn::StaticNetImpl& net, const data::ImageDataset& train,
+                                        const data::Normalize& normalize, const DeployArgs& a) {
+  deploy::Calibration method = deploy::Calibration::kMinMax;
+  if (a.calibration == "percentile") {
+    if (!(a.percentile > 50.0 && a.percentile <= 100.0))
+      fail("--percentile {} is outside (50, 100]: it is the share of |x| kept inside the range",
+           a.percentile);
+    method = deploy::Calibration::kPercentile;
+  } else if (a.calibration != "minmax") {
+    fail("unknown calibration '{}': use minmax or percentile", a.calibration);
+  }
+  std::vector<std::int64_t> calibration;
+  for (std::int64_t i = 0; i < std::min<std::int64_t>(256, train.count); ++i) calibration.push_back(i);
+  return deploy::lower_network(
+      net, deploy::normalised_images(train, calibration, normalize, net.spec().resolution), method,
+      a.percentile);
+}
+
+struct EvalArgs : DeployArgs {
+  std::string engine = "all", split = "test";
   std::string harness = QNAS_SOURCE_DIR "/tools/ort-harness/ort_bench.js";
   int threads = 1, runs = 50;
   std::int64_t limit = 0;
@@ -174,12 +194,8 @@ void run_eval(const EvalArgs& a) {
   deploy::TrainedRun run = deploy::load_run(a.run_dir);
   const EvalData d = load_eval_data(run, a);
   nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, d.train, d.normalize);
-  std::vector<std::int64_t> calibration_indices;
-  for (std::int64_t i = 0; i < std::min<std::int64_t>(256, d.train.count); ++i)
-    calibration_indices.push_back(i);
-  const deploy::DeployedModel m =
-      deploy::lower_network(*net, deploy::normalised_images(d.train, calibration_indices, d.normalize));
-  const auto images = deploy::normalised_images(d.eval, d.indices, d.normalize);
+  const deploy::DeployedModel m = lower_for_engines(*net, d.train, d.normalize, a);
+  const auto images = deploy::normalised_images(d.eval, d.indices, d.normalize, m.spec.resolution);
   std::vector<std::int64_t> labels;
   for (auto i : d.indices) labels.push_back(d.eval.label(i));
 
@@ -235,8 +251,9 @@ void run_eval(const EvalArgs& a) {
         r.agreement >= 0 ? fmt::format("{:.2f}%", 100 * r.agreement) : std::string("-"),
         r.median_ms >= 0 ? fmt::format("{:.3f} ms ({:.3f})", r.median_ms, r.p90_ms) : std::string("-"));
   }
-  const std::string stem =
-      a.subnet.empty() ? "eval" : "eval-" + std::to_string(std::hash<std::string>{}(a.subnet) % 100000);
+  // One file per (split, engines, subnet), so another evaluation of the same run never overwrites this one.
+  std::string stem = fmt::format("eval-{}-{}", a.split, a.engine);
+  if (!a.subnet.empty()) stem += fmt::format("-subnet-{:08x}", stable_hash(a.subnet) & 0xffffffffu);
   write_json_atomic(fs::path(a.run_dir) / (stem + ".json"), out);
   if (a.json_output) {
     std::printf("%s\n", out.dump(2).c_str());
@@ -252,28 +269,43 @@ std::vector<std::pair<std::string, std::string>> deployment_metadata(const deplo
                                                                      const data::Normalize& normalize,
                                                                      const std::string& precision) {
   const auto& in = m.program.tensors[m.program.input];
-  return {{"qnas.version", QNAS_VERSION},
-          {"qnas.space", m.spec.space},
-          {"qnas.subnet", m.spec.subnet},
-          {"qnas.precision", precision},
-          {"qnas.quantization", precision == "int8" ? m.quant_source : "none"},
-          {"input_shape", fmt::format("1,{},{},{}", in.channels, in.hw, in.hw)},
-          {"input_layout", "NCHW float32, pixels / 255 then (x - mean) / std per channel"},
-          {"normalize_mean", json(normalize.mean).dump()},
-          {"normalize_std", json(normalize.std).dump()},
-          {"class_names", json(classes.class_names).dump()}};
+  return {
+      {"qnas.version", QNAS_VERSION},
+      {"qnas.space", m.spec.space},
+      {"qnas.subnet", m.spec.subnet},
+      {"qnas.precision", precision},
+      {"qnas.quantization", precision == "int8" ? m.quant_source : "none"},
+      {"input_shape", fmt::format("1,{},{},{}", in.channels, in.hw, in.hw)},
+      {"input_layout", "NCHW float32, pixels / 255 then (x - mean) / std per channel"},
+      {"input_resize", fmt::format("bilinear (align_corners=false, after normalisation) from the data set's "
+                                   "{}x{} to {}x{}",
+                                   classes.height, classes.width, in.hw, in.hw)},
+      {"normalize_mean", json(normalize.mean).dump()},
+      {"normalize_std", json(normalize.std).dump()},
+      {"class_names", json(classes.class_names).dump()}};
 }
 
-void export_trained_onnx(const std::string& run_dir, const std::string& subnet, const std::string& precision,
-                         const std::string& out, const std::string& data_dir) {
-  deploy::TrainedRun run = deploy::load_run(run_dir);
-  const data::ImageDataset train = data::load_fashion_mnist(data_dir, "train");
+void add_deploy_options(CLI::App& cmd, DeployArgs& a, bool with_subnet) {
+  cmd.add_option(
+      "--run-dir", a.run_dir,
+      "a finished `qnas train` run: its weights with BN folded, its trained scales and zero points");
+  if (with_subnet) {
+    cmd.add_option("--subnet", a.subnet, "for a supernet run: the subnet encoding (default: the max subnet)");
+  }
+  cmd.add_option("--data-dir", a.data_dir,
+                 "Fashion-MNIST directory (BN recalibration, calibration, evaluation)");
+  cmd.add_option("--calibration", a.calibration,
+                 "FP32 runs: minmax | percentile (QAT runs use their own scales)");
+  cmd.add_option("--percentile", a.percentile,
+                 "with --calibration percentile: the share of |x| inside the range");
+}
+
+void export_trained_onnx(const DeployArgs& a, const std::string& precision, const std::string& out) {
+  deploy::TrainedRun run = deploy::load_run(a.run_dir);
+  const data::ImageDataset train = data::load_fashion_mnist(a.data_dir, "train");
   const data::Normalize normalize = data::Normalize::fashion_mnist();
-  nn::StaticNet net = deploy::network_to_deploy(run, subnet, train, normalize);
-  std::vector<std::int64_t> calibration;
-  for (std::int64_t i = 0; i < std::min<std::int64_t>(256, train.count); ++i) calibration.push_back(i);
-  const deploy::DeployedModel m =
-      deploy::lower_network(*net, deploy::normalised_images(train, calibration, normalize));
+  nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, train, normalize);
+  const deploy::DeployedModel m = lower_for_engines(*net, train, normalize, a);
   exporter::OnnxOptions options;
   options.precision = runtime::parse_precision(precision);
   options.metadata = deployment_metadata(m, train, normalize, precision);
@@ -288,14 +320,13 @@ void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "eval",
       "accuracy of a trained run where it will run: fake-quant, the oneDNN INT8 engine, ONNX Runtime");
-  cmd->add_option("--run-dir", a->run_dir, "a finished `qnas train` run directory")->required();
-  cmd->add_option("--subnet", a->subnet, "for a supernet run: the subnet encoding (default: the max subnet)");
+  add_deploy_options(*cmd, *a);
+  cmd->get_option("--run-dir")->required();
   cmd->add_option("--engine", a->engine, "fakequant | onednn | ort | all");
   cmd->add_option("--split", a->split, "test | heldout (training images the run did not train on)");
   cmd->add_option("--threads", a->threads, "threads of the INT8 engines (latency is batch 1)");
   cmd->add_option("--runs", a->runs, "timed runs of the latency protocol (at least 50)");
   cmd->add_option("--limit", a->limit, "evaluate the first N images only (0 = all)");
-  cmd->add_option("--data-dir", a->data_dir, "Fashion-MNIST directory");
   cmd->add_option("--harness", a->harness, "path of tools/ort-harness/ort_bench.js");
   cmd->add_flag("--json", a->json_output, "print the result as JSON");
   cmd->callback([a] { run_eval(*a); });

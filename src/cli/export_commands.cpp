@@ -210,7 +210,7 @@ void run_profile_ort(const OrtArgs& a) {
 
 void add_export_commands(CLI::App& app, CLI::App& profile) {
   static ModelChoice model;
-  static std::string precision = "int8", out, run_dir, data_dir = "/usr/share/datasets/fashion-mnist";
+  static std::string precision = "int8", out;
   static std::uint64_t seed = 1;
   auto* exp = app.add_subcommand("export", "Export a network");
   exp->require_subcommand(1);
@@ -224,22 +224,19 @@ void add_export_commands(CLI::App& app, CLI::App& profile) {
   onnx->add_option("--precision", precision, "fp32 or int8 (QDQ)");
   onnx->add_option("--out", out, "output .onnx file")->required();
   onnx->add_option("--seed", seed, "weight seed (random weights: --model or --space)");
-  onnx->add_option(
-      "--run-dir", run_dir,
-      "a finished `qnas train` run: its trained weights, BN folded, trained scales and zero points "
-      "(a supernet run: --subnet picks the subnet, default the max)");
-  onnx->add_option("--data-dir", data_dir,
-                   "Fashion-MNIST directory (BN recalibration and calibration images)");
-  onnx->callback([] {
-    if (run_dir.empty()) return run_export(model, precision, out, seed);
 #ifdef QNAS_HAVE_DEPLOY
+  static DeployArgs trained;
+  add_deploy_options(*onnx, trained, /*with_subnet=*/false);
+  onnx->callback([] {
+    if (trained.run_dir.empty()) return run_export(model, precision, out, seed);
     if (!model.model.empty() || !model.space.empty())
       fail("--run-dir exports a trained run: drop --model/--space");
-    export_trained_onnx(run_dir, model.subnet, precision, out, data_dir);
-#else
-    fail("this qnas was built without LibTorch, so it cannot read a trained run directory");
-#endif
+    trained.subnet = model.subnet;  // --subnet: for a supernet run, the subnet to export (default the max)
+    export_trained_onnx(trained, precision, out);
   });
+#else
+  onnx->callback([] { run_export(model, precision, out, seed); });
+#endif
 
   static OrtArgs ort;
   auto* cmd =

@@ -51,4 +51,12 @@ class Rng {
   std::mt19937_64 engine_;
 };
 
+// FNV-1a of a name: the same on every run, compiler and platform (std::hash is not), for seeds and file
+// names.
+inline std::uint64_t stable_hash(const std::string& text) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
 }  // namespace qnas

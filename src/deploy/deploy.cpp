@@ -155,20 +155,8 @@ TrainedRun load_run(const fs::path& dir) {
         dir.string(), dir.string());
   }
   torch::serialize::InputArchive archive;
-  json meta;
-  try {
-    archive.load_from(path.string());
-    c10::IValue text;
-    archive.read("meta", text);
-    meta = json::parse(text.toStringRef());
-  } catch (const std::exception& e) {
-    fail("checkpoint {} is unreadable ({}): run the `qnas train` command again to rewrite it", path.string(),
-         first_line(e.what()));
-  }
-  if (meta.value("format", "") != "qnas-checkpoint-2") {
-    fail("checkpoint {} has format '{}', this qnas reads qnas-checkpoint-2: retrain with this version",
-         path.string(), meta.value("format", "none"));
-  }
+  const json meta =
+      train::open_checkpoint(path, archive, "checkpoint", "run the `qnas train` command again to rewrite it");
   TrainedRun run;
   run.dir = dir;
   run.identity = meta.at("model").get<std::string>();
@@ -239,15 +227,23 @@ nn::StaticNet network_to_deploy(TrainedRun& run, const std::string& subnet, cons
 
 std::vector<std::vector<float>> normalised_images(const data::ImageDataset& images,
                                                   const std::vector<std::int64_t>& indices,
-                                                  const data::Normalize& normalize) {
+                                                  const data::Normalize& normalize, int resolution) {
   const data::PixelNormalizer normalizer(normalize, images.channels);
   const std::int64_t plane = images.height * images.width;
+  const bool resize = resolution > 0 && (resolution != images.height || resolution != images.width);
   std::vector<std::vector<float>> out;
   out.reserve(indices.size());
   for (std::int64_t i : indices) {
     const std::uint8_t* pixels = images.image(i);
     std::vector<float> image(static_cast<size_t>(images.image_bytes()));
     for (std::int64_t j = 0; j < images.image_bytes(); ++j) image[j] = normalizer(j / plane, pixels[j]);
+    if (resize) {
+      torch::NoGradGuard no_grad;
+      const torch::Tensor x =
+          torch::from_blob(image.data(), {1, images.channels, images.height, images.width});
+      const torch::Tensor y = nn::resize_images(x, resolution).contiguous();
+      image.assign(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+    }
     out.push_back(std::move(image));
   }
   return out;

@@ -55,9 +55,11 @@ struct DeployedModel {
 DeployedModel lower_network(nn::StaticNetImpl& net, const std::vector<std::vector<float>>& calibration,
                             Calibration method = Calibration::kMinMax, double percentile = 99.99);
 
-// The first `count` images of `images` (after the shared normalisation) as C x H x W float vectors.
+// Images `indices` of `images` as the engines take them: normalised, then resized to `resolution` with the
+// bilinear resize the network applies in training (nn::resize_images; 0 keeps the data set's size), as
+// C x resolution x resolution float vectors.
 std::vector<std::vector<float>> normalised_images(const data::ImageDataset& images,
                                                   const std::vector<std::int64_t>& indices,
-                                                  const data::Normalize& normalize);
+                                                  const data::Normalize& normalize, int resolution = 0);
 
 }  // namespace qnas::deploy

@@ -25,7 +25,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kRunFormat = "qnas-block-kd-1";
-constexpr const char* kCheckpointFormat = "qnas-checkpoint-2";  // what train/trainer.cpp writes
 constexpr std::uint64_t kSubStageStream = 31, kInitStream = 32, kOrderStream = 33;
 
 // Every key of the config, visited once for both directions, so a key cannot be written but not read.
@@ -50,12 +49,6 @@ void visit_fields(Config& c, Visit&& visit) {
 // stale_seconds may change between workers and between block-kd and build-lut).
 const char* const kTrainingKeys[] = {"epochs", "qat_epochs",     "qat_bits",    "batch_size", "lr",
                                      "qat_lr", "random_subnets", "train_limit", "heldout",    "seed"};
-
-std::uint64_t name_hash(const std::string& name) {
-  std::uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across runs and platforms
-  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
 
 torch::Device parse_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;
@@ -169,17 +162,7 @@ Teacher load_teacher(const fs::path& where) {
         "docs/spaceevo-fmnist.md)",
         path.string());
   torch::serialize::InputArchive archive;
-  json meta;
-  try {
-    archive.load_from(path.string());
-    c10::IValue text;
-    archive.read("meta", text);
-    meta = json::parse(text.toStringRef());
-  } catch (const std::exception& e) {
-    fail("teacher checkpoint {} is unreadable ({}): retrain the teacher", path.string(),
-         first_line(e.what()));
-  }
-  if (meta.value("format", "") != kCheckpointFormat) fail("{} is not a qnas checkpoint", path.string());
+  const json meta = open_checkpoint(path, archive, "teacher checkpoint", "retrain the teacher");
   const std::string identity = meta.at("model");
   char space[128] = {}, subnet[1024] = {};
   int resolution = 0;
@@ -311,7 +294,7 @@ std::pair<torch::Tensor, torch::Tensor> BlockKd::teacher_io(const std::string& s
 
 nn::StageStudent BlockKd::make_student(const space::StageSpace& block) const {
   const auto [in, out] = teacher_.net->stage_channels(block.stage_name);
-  torch::manual_seed(data::derive_seed(config_.seed, kInitStream, name_hash(block.name())));
+  torch::manual_seed(data::derive_seed(config_.seed, kInitStream, stable_hash(block.name())));
   nn::StageStudent student(block, in, out);
   student->to(device_);
   return student;
@@ -380,7 +363,7 @@ BlockKdResult BlockKd::train_block(const space::StageSpace& block, const std::fu
         std::tie(tin, tout) = teacher_.net->stage_io(batch.images.to(device_), block.stage_name);
       }
       for (auto& p : student->parameters()) p.mutable_grad() = torch::Tensor();
-      Rng rng(data::derive_seed(config_.seed ^ name_hash(block.name()), kSubStageStream,
+      Rng rng(data::derive_seed(config_.seed ^ stable_hash(block.name()), kSubStageStream,
                                 static_cast<std::uint64_t>(epoch * batches + b)));
       std::vector<space::SubStage> subs = {space::max_sub_stage(block), space::min_sub_stage(block)};
       for (int i = 0; i < config_.random_subnets; ++i) subs.push_back(space::sample_sub_stage(block, rng));

@@ -21,12 +21,6 @@ namespace {
 
 constexpr std::uint64_t kRowStream = 41, kFixedStream = 42;
 
-std::uint64_t name_hash(const std::string& name) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 bool is_lut_stage(const space::Hyperspace& hs, const std::string& stage) {
   const int index = hs.stage_index(stage);
   return hs.is_choosable(index);
@@ -42,7 +36,7 @@ BlockLutBuilder::BlockLutBuilder(BlockKd& kd, latency::LatencyLut& lut, fs::path
 }
 
 std::vector<space::SubStage> BlockLutBuilder::sample_rows(const space::StageSpace& block) const {
-  Rng rng(data::derive_seed(options_.seed ^ name_hash(block.name()), kRowStream, 0));
+  Rng rng(data::derive_seed(options_.seed ^ stable_hash(block.name()), kRowStream, 0));
   std::vector<space::SubStage> rows;
   for (int i = 0; i < options_.rows; ++i) rows.push_back(space::sample_sub_stage(block, rng));
   return rows;

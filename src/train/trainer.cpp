@@ -22,8 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// 2: activation quantizers belong to the tensors' producers (core/quant_contract.h); 1 is not readable.
-constexpr const char* kCheckpointFormat = "qnas-checkpoint-2";
 // Streams of derive_seed(seed, stream, index), so no two kinds of draws share one.
 constexpr std::uint64_t kSubnetStream = 17, kEvalSubnetStream = 18, kCalibrationStream = 19;
 
@@ -168,6 +166,27 @@ TrainConfig preset(const std::string& name) {
 
 // ---------------------------------------------------------------------------------------------------------
 // Logs
+
+json open_checkpoint(const fs::path& path, torch::serialize::InputArchive& archive, const std::string& what,
+                     const std::string& fix, const torch::Device& device) {
+  json meta;
+  try {
+    archive.load_from(path.string(), device);
+    c10::IValue text;
+    archive.read("meta", text);
+    meta = json::parse(text.toStringRef());
+  } catch (const std::exception& e) {
+    fail("{} {} is unreadable ({}): {}", what, path.string(), first_line(e.what()), fix);
+  }
+  const std::string format = meta.value("format", "none");
+  if (format != kCheckpointFormat) {
+    fail(
+        "{} {} has format '{}', this qnas reads {}: retrain it with this version (or choose another "
+        "--run-dir)",
+        what, path.string(), format, kCheckpointFormat);
+  }
+  return meta;
+}
 
 data::LoaderOptions bn_calibration_options(const TrainConfig& config) {
   data::LoaderOptions options;
@@ -453,20 +472,7 @@ int Trainer::load_checkpoint() {
   const fs::path path = checkpoint_path();
   if (!fs::exists(path)) return 0;
   torch::serialize::InputArchive archive;
-  json meta;
-  try {
-    archive.load_from(path.string(), device_);
-    c10::IValue text;
-    archive.read("meta", text);
-    meta = json::parse(text.toStringRef());
-  } catch (const std::exception& e) {
-    fail("checkpoint {} is unreadable ({}): delete it to start this run over", path.string(),
-         first_line(e.what()));
-  }
-  if (meta.value("format", "") != kCheckpointFormat) {
-    fail("checkpoint {} is not a qnas checkpoint ({}): delete it or choose another --run-dir", path.string(),
-         kCheckpointFormat);
-  }
+  const json meta = open_checkpoint(path, archive, "checkpoint", "delete it to start this run over", device_);
   if (meta.at("model") != model_identity()) {
     fail("checkpoint {} is for '{}' but this run trains '{}': choose another --run-dir", path.string(),
          meta.at("model").get<std::string>(), model_identity());

@@ -127,6 +127,16 @@ class Trainer {
   std::int64_t interrupt_after_ = -1;
 };
 
+// The checkpoint format Trainer writes. 2: activation quantizers belong to the tensors' producers
+// (core/quant_contract.h); format 1 quantised at conv inputs and cannot be read.
+inline constexpr const char* kCheckpointFormat = "qnas-checkpoint-2";
+
+// Opens `path` into `archive` and returns its meta JSON. A file that does not parse is a qnas::Error
+// "<what> <path> is unreadable (<cause>): <fix>"; another format is one naming both formats.
+nlohmann::json open_checkpoint(const std::filesystem::path& path, torch::serialize::InputArchive& archive,
+                               const std::string& what, const std::string& fix,
+                               const torch::Device& device = torch::kCPU);
+
 // The loader options of the BN-recalibration batches Trainer::evaluate draws, so a deployed subnet is
 // recalibrated on exactly the batches its reported accuracy used.
 data::LoaderOptions bn_calibration_options(const TrainConfig& config);

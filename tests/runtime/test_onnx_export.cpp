@@ -1,6 +1,8 @@
 // The ONNX exporter: FP32 and INT8 QDQ models pass the checker and contain what the runtime computes
 // (same ops, same quantised weights). Running them is ONNX Runtime's job (qnas profile ort).
+#include <unistd.h>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include <onnx/onnx_pb.h>
@@ -72,6 +74,48 @@ TEST(OnnxExport, Int8QdqQuantisesEveryConvInput) {
     EXPECT_EQ(0, std::memcmp(t.raw_data().data(), codes.data(), codes.size()));
     break;
   }
+}
+
+// A u8 tensor with zero point z goes out as u8 zero point z; an s8 tensor with zero point z as u8 z + 128.
+TEST(OnnxExport, ZeroPointsReachTheQdqNodes) {
+  Net n = make_net("fmnistw-151122-000000", 20);
+  for (size_t t = 0; t < n.quant.tensors.size(); ++t) {
+    n.quant.tensors[t].zero_point = n.quant.tensors[t].is_unsigned ? 17 : -3;
+  }
+  exporter::OnnxOptions options;
+  options.precision = runtime::Precision::kInt8;
+  onnx::ModelProto model;
+  ASSERT_TRUE(model.ParseFromString(exporter::export_onnx(n.program, n.weights, &n.quant, options)));
+  std::map<std::string, int> zero_points;  // initializer name -> value
+  for (const auto& t : model.graph().initializer()) {
+    if (t.data_type() == onnx::TensorProto::UINT8 && t.dims_size() == 0) {
+      zero_points[t.name()] = static_cast<unsigned char>(t.raw_data()[0]);
+    }
+  }
+  // The image's Q node carries the input tensor's parameters.
+  const auto& first = model.graph().node(0);
+  ASSERT_EQ(first.op_type(), "QuantizeLinear");
+  const int expected = n.quant.tensors[0].zero_point + (n.quant.tensors[0].is_unsigned ? 0 : 128);
+  EXPECT_EQ(zero_points.at(first.input(2)), expected);
+  int seen_17 = 0;
+  for (const auto& [name, value] : zero_points) seen_17 += value == 17;
+  EXPECT_GT(seen_17, 0);
+}
+
+TEST(OnnxExport, MetadataRoundTrips) {
+  const Net n = make_net("fmnistw-151122-000000", 20);
+  exporter::OnnxOptions options;
+  options.precision = runtime::Precision::kInt8;
+  options.metadata = {{"qnas.space", "fmnistw-151122-000000"},
+                      {"input_shape", "1,1,20,20"},
+                      {"class_names", "[\"T-shirt/top\",\"Trouser\"]"}};
+  const auto path =
+      std::filesystem::temp_directory_path() / ("qnas-meta-" + std::to_string(::getpid()) + ".onnx");
+  exporter::write_onnx(path.string(), n.program, n.weights, &n.quant, options);
+  EXPECT_EQ(exporter::read_onnx_metadata(path.string()), options.metadata);
+  std::filesystem::remove(path);
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { exporter::read_onnx_metadata(path.string()); }),
+                  "does not exist");
 }
 
 TEST(OnnxExport, BadInputIsRefused) {
