@@ -42,6 +42,13 @@ runtime::TensorQuant activation_quant(quant::LsqPlusActivationImpl& q, const std
 // into the scales: codes stay the integers training used, a negative factor flips their sign.
 void lower_weight(quant::LsqWeightImpl& wq, const torch::Tensor& weight, const std::vector<float>& fold,
                   std::vector<std::int8_t>& codes, std::vector<float>& scales) {
+  if (wq.bits() != 8) {
+    fail(
+        "a weight quantizer has {} bits: the engines run INT8 only (lower bit-widths are simulated in "
+        "training "
+        "but not deployable yet)",
+        wq.bits());
+  }
   const int64_t out = weight.size(0);
   const std::vector<float> w = to_vector(weight);
   const std::vector<float> s = to_vector(wq.scale.narrow(0, 0, std::min<int64_t>(wq.scale.size(0), out)));

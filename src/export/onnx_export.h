@@ -1,6 +1,6 @@
 #pragma once
 // Export a lowered network to ONNX: FP32, or INT8 in QDQ form (QuantizeLinear/DequantizeLinear pairs with the
-// runtime's scales on every activation tensor, s8 per-channel weights and s32 biases behind
+// runtime's scales and zero points on every activation tensor, s8 per-channel weights and s32 biases behind
 // DequantizeLinear), so ONNX Runtime runs it with its own INT8 kernels. Every model passes the ONNX checker
 // before it is written.
 #include <string>

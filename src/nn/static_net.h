@@ -1,7 +1,8 @@
 #pragma once
 // A plain (non-elastic) LibTorch network built from an ArchSpec: the form a subnet takes once extracted
 // from the supernet, and the form baselines and teachers are trained in. Every conv and linear carries the
-// same fake quantizers as the supernet (LSQ per-channel weights, LSQ+ inputs), in FP32 until set_bits().
+// same fake quantizers as the supernet (LSQ per-channel weights, LSQ+ on every tensor it produces, see
+// core/quant_contract.h), in FP32 until set_bits().
 //
 // It is written with stock torch::nn layers on purpose: it is a second, independent implementation of
 // what an ArchSpec means, so "extracted subnet == supernet with that subnet active" is a real check.
