@@ -31,4 +31,9 @@ inline std::optional<double> parse_number(const std::string& text) {
   return value;
 }
 
+// The first line of a message: LibTorch's exceptions carry a stack trace after it.
+inline std::string first_line(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
+
 }  // namespace qnas

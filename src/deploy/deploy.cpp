@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/quant_contract.h"
+#include "core/strings.h"
 #include "data/loader.h"
 #include "quant/quantizers.h"
 #include "runtime/reference.h"
@@ -20,10 +21,6 @@ using nlohmann::json;
 using space::OpKind;
 
 namespace {
-
-std::string first_line(const std::string& text) {
-  return text.substr(0, text.find('\n'));
-}
 
 std::vector<float> to_vector(const torch::Tensor& t) {
   const torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();

@@ -10,6 +10,7 @@
 #include "core/fs.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "core/strings.h"
 #include "core/work_queue.h"
 #include "data/loader.h"
 #include "data/transform.h"
@@ -60,11 +61,6 @@ torch::Device parse_device(const std::string& name) {
     return torch::kCUDA;
   }
   fail("unknown device '{}': use cpu or cuda", name);
-}
-
-std::string first_line(const char* message) {
-  const std::string text(message);
-  return text.substr(0, text.find('\n'));
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {

@@ -9,6 +9,7 @@
 #include "core/fs.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "core/strings.h"
 #include "data/loader.h"
 #include "data/transform.h"
 #include "nn/supernet.h"
@@ -46,12 +47,6 @@ torch::Device parse_device(const std::string& name) {
     return torch::kCUDA;
   }
   fail("unknown device '{}': use cpu or cuda", name);
-}
-
-// LibTorch's messages carry a stack trace after the first line.
-std::string first_line(const char* message) {
-  const std::string text(message);
-  return text.substr(0, text.find('\n'));
 }
 
 nn::SupernetImpl* as_supernet(nn::NetworkImpl* model) {
