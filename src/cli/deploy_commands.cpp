@@ -195,16 +195,17 @@ void run_eval(const EvalArgs& a) {
   const EvalData d = load_eval_data(run, a);
   nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, d.train, d.normalize);
   const deploy::DeployedModel m = lower_for_engines(*net, d.train, d.normalize, a);
-  const auto images = deploy::normalised_images(d.eval, d.indices, d.normalize, m.spec.resolution);
   std::vector<std::int64_t> labels;
   for (auto i : d.indices) labels.push_back(d.eval.label(i));
 
-  std::vector<EngineResult> results;
-  const EngineResult* reference = nullptr;
-  EngineResult fakequant;
   // Fake-quant is the reference for agreement, so it runs whenever another engine does.
-  fakequant = run_fakequant(*net, d);
+  EngineResult fakequant = run_fakequant(*net, d);
   score(fakequant, labels, nullptr);
+  // The engines' inputs (normalised, resized to the network's resolution) only when an engine needs them.
+  std::vector<std::vector<float>> images;
+  if (engines != std::vector<std::string>{"fakequant"})
+    images = deploy::normalised_images(d.eval, d.indices, d.normalize, m.spec.resolution);
+  std::vector<EngineResult> results;
   for (const auto& e : engines) {
     if (e == "fakequant") {
       results.push_back(fakequant);
@@ -212,8 +213,7 @@ void run_eval(const EvalArgs& a) {
     }
     EngineResult r = e == "onednn" ? run_onednn(m, images, a.threads, a.runs)
                                    : run_ort(m, images, a, fs::path(a.run_dir) / "deploy");
-    reference = &fakequant;
-    score(r, labels, reference);
+    score(r, labels, &fakequant);
     results.push_back(std::move(r));
   }
 
@@ -223,7 +223,7 @@ void run_eval(const EvalArgs& a) {
               {"space", m.spec.space},
               {"mflops", static_cast<double>(m.spec.macs()) / 1e6},
               {"split", a.split},
-              {"images", images.size()},
+              {"images", d.indices.size()},
               {"quantization", m.quant_source},
               {"threads", a.threads},
               {"machine", runtime::to_json(runtime::this_machine(a.threads, "int8"))},
@@ -231,7 +231,7 @@ void run_eval(const EvalArgs& a) {
   std::string table =
       fmt::format("{} ({}, {:.1f} MFLOPs), {} split, {} images, INT8 from {}\n\n", m.spec.subnet,
                   run.is_supernet() ? "supernet subnet" : "trained network",
-                  static_cast<double>(m.spec.macs()) / 1e6, a.split, images.size(), m.quant_source);
+                  static_cast<double>(m.spec.macs()) / 1e6, a.split, d.indices.size(), m.quant_source);
   table +=
       "| engine | top-1 | top-5 | top-1 agreement with fake-quant | INT8 latency median (p90), batch 1 |\n";
   table += "| --- | ---: | ---: | ---: | ---: |\n";
