@@ -31,6 +31,9 @@ int main(int argc, char** argv) {
 #ifdef QNAS_HAVE_DEPLOY
   qnas::cli::add_eval_command(app);
 #endif
+#ifdef QNAS_HAVE_PIPELINE
+  qnas::cli::add_subnet_search_command(app);
+#endif
   (void)profile;
 #endif
   try {

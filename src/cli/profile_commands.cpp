@@ -362,11 +362,11 @@ void run_profile_subnets(const ProtocolArgs& p, const SubnetArgs& a, bool as_jso
 }
 
 void run_lut_build(const ProtocolArgs& p, const std::string& space_text, std::vector<int> resolutions,
-                   const std::string& out, const std::string& precision) {
+                   const std::string& out, const std::string& precision, const std::string& activations) {
   const auto sp = space::parse_space_or_published(space_text);
   if (resolutions.empty()) resolutions = sp.hyperspace().resolutions;
   const runtime::ProfileKey key =
-      runtime::this_machine(p.threads, runtime::to_string(runtime::parse_precision(precision)));
+      runtime::this_machine(p.threads, runtime::to_string(runtime::parse_precision(precision)), activations);
   LatencyLut lut = fs::exists(out) ? LatencyLut::load(out, key) : LatencyLut(key);
   const auto blocks = enumerate_blocks(sp, resolutions);
   std::fprintf(stderr, "%s\n%s: %zu distinct blocks at %zu resolution(s); %zu already in %s\n",
@@ -421,7 +421,7 @@ CLI::App& add_profile_commands(CLI::App& app) {
   sub->add_flag("--json", as_json, "print JSON");
   sub->callback([] { run_profile_subnets(protocol, subnets, as_json); });
 
-  static std::string lut_space, lut_out, lut_precision = "int8";
+  static std::string lut_space, lut_out, lut_precision = "int8", lut_activations = "symmetric";
   static std::vector<int> lut_resolutions;
   auto* lut = app.add_subcommand("latency-lut", "Block-level latency LUT on this machine");
   lut->require_subcommand(1);
@@ -432,7 +432,12 @@ CLI::App& add_profile_commands(CLI::App& app) {
   build->add_option("--resolutions", lut_resolutions, "input resolutions (default: the space's)");
   build->add_option("--precision", lut_precision, "int8 or fp32");
   build->add_option("--out", lut_out, "LUT file (JSON)")->required();
-  build->callback([] { run_lut_build(protocol, lut_space, lut_resolutions, lut_out, lut_precision); });
+  build->add_option(
+      "--activations", lut_activations,
+      "symmetric (calibrated, zero points 0) or asymmetric (LSQ+-trained: signed tensors u8 with a "
+      "zero point)");
+  build->callback(
+      [] { run_lut_build(protocol, lut_space, lut_resolutions, lut_out, lut_precision, lut_activations); });
   return *profile;
 }
 

@@ -49,7 +49,7 @@ LutEntry measure_block(const space::BlockSpec& block, const runtime::ProfileKey&
                        const MeasureOptions& options) {
   const bool reads_image = block.stage == "first_conv";
   const PlanTiming t = time_program(runtime::lower_block(block), runtime::parse_precision(key.precision),
-                                    key.threads, options, reads_image);
+                                    key.threads, options, reads_image, 1, key.activations == "asymmetric");
   return LutEntry{t.timing.median_ms, t.timing.p90_ms, t.timing.cv, t.timing.min_ms};
 }
 

@@ -63,6 +63,8 @@ class LatencyLut {
   // size), ridge-regularised towards one global slope so stages seen rarely stay sane.
   void fit_correction(const std::vector<space::ArchSpec>& specs, const std::vector<double>& measured_ms);
   double slope(const std::string& stage) const;
+  // Whether fit_correction ran (a fresh LUT predicts the plain block sum).
+  bool has_correction() const { return !stage_slopes_.empty(); }
   double global_slope() const { return slope_; }
   double intercept() const { return intercept_; }
 

@@ -9,17 +9,24 @@ namespace qnas::latency {
 using runtime::OpKind;
 using runtime::Program;
 
-runtime::QuantParams timing_quant(const Program& program, const runtime::Weights& weights) {
+runtime::QuantParams timing_quant(const Program& program, const runtime::Weights& weights, bool asymmetric) {
   runtime::QuantParams q =
       runtime::make_quant_params(program, weights, std::vector<float>(program.tensors.size(), 4.0f));
   for (auto& s : q.steps) s.mid = runtime::TensorQuant{4.0f / 255.0f, 0, true};
+  if (asymmetric) {
+    for (size_t i = 0; i < q.tensors.size(); ++i) {
+      const auto& t = program.tensors[i];
+      if (!t.non_negative && !t.is_logits) q.tensors[i] = runtime::TensorQuant{8.0f / 255.0f, 128, true};
+    }
+  }
   return q;
 }
 
 PlanTiming time_program(const Program& program, Precision precision, int threads,
-                        const MeasureOptions& options, bool include_input_conversion, std::uint64_t seed) {
+                        const MeasureOptions& options, bool include_input_conversion, std::uint64_t seed,
+                        bool asymmetric) {
   const runtime::Weights weights = runtime::random_weights(program, seed);
-  const runtime::QuantParams quant = timing_quant(program, weights);
+  const runtime::QuantParams quant = timing_quant(program, weights, asymmetric);
   runtime::OnednnPlan plan(program, weights, precision, threads, &quant);
   std::vector<float> input(static_cast<size_t>(program.in_channels) * program.resolution * program.resolution,
                            0.5f);
@@ -32,8 +39,8 @@ PlanTiming time_program(const Program& program, Precision precision, int threads
 }
 
 PlanTiming time_arch(const space::ArchSpec& spec, Precision precision, int threads,
-                     const MeasureOptions& options) {
-  return time_program(runtime::lower(spec), precision, threads, options);
+                     const MeasureOptions& options, bool asymmetric) {
+  return time_program(runtime::lower(spec), precision, threads, options, true, 1, asymmetric);
 }
 
 namespace {

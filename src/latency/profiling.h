@@ -25,14 +25,18 @@ struct PlanTiming {
 // Random weights, fixed quantisation scales (timing does not depend on the values), one plan, the protocol.
 // `include_input_conversion` false times what the program costs inside a network (a block reading an
 // engine-layout tensor), true what a deployment pays from a float image.
+// `asymmetric` times the kernels a LSQ+-trained network deploys with: its signed tensors u8 with a zero point.
 PlanTiming time_program(const runtime::Program& program, Precision precision, int threads,
                         const MeasureOptions& options, bool include_input_conversion = true,
-                        std::uint64_t seed = 1);
+                        std::uint64_t seed = 1, bool asymmetric = false);
 PlanTiming time_arch(const space::ArchSpec& spec, Precision precision, int threads,
-                     const MeasureOptions& options);
+                     const MeasureOptions& options, bool asymmetric = false);
 
-// Quantisation parameters good enough to time a plan with: every tensor at one scale, weights per channel.
-runtime::QuantParams timing_quant(const runtime::Program& program, const runtime::Weights& weights);
+// Quantisation parameters good enough to time a plan with: every tensor at one scale, weights per channel;
+// with `asymmetric`, the tensors that can be negative are u8 with zero point 128 (LSQ+'s deployment: its
+// learned offset gives exactly those tensors a zero point, the non-negative ones keep 0).
+runtime::QuantParams timing_quant(const runtime::Program& program, const runtime::Weights& weights,
+                                  bool asymmetric = false);
 
 // The paper's operator table (SpaceEvo Observation 2): INT8 speedup over FP32 of each operator type, summed
 // over the layers of MobileNetV3-Large at 224 where that operator occurs.

@@ -60,16 +60,18 @@ std::string cpu_model() {
 
 bool ProfileKey::operator==(const ProfileKey& o) const {
   return cpu == o.cpu && engine == o.engine && isa == o.isa && threads == o.threads &&
-         precision == o.precision;
+         precision == o.precision && activations == o.activations;
 }
 
 std::string ProfileKey::describe() const {
-  return fmt::format("{} / {} ({}) / {} thread{} / {}", cpu, engine, isa, threads, threads == 1 ? "" : "s",
-                     precision);
+  return fmt::format("{} / {} ({}) / {} thread{} / {}{}", cpu, engine, isa, threads, threads == 1 ? "" : "s",
+                     precision, activations == "symmetric" ? "" : " (" + activations + " activations)");
 }
 
-ProfileKey this_machine(int threads, const std::string& precision) {
-  return ProfileKey{cpu_model(), onednn_version(), onednn_isa(), threads, precision};
+ProfileKey this_machine(int threads, const std::string& precision, const std::string& activations) {
+  if (activations != "symmetric" && activations != "asymmetric")
+    fail("unknown activation quantisation '{}': use symmetric or asymmetric", activations);
+  return ProfileKey{cpu_model(), onednn_version(), onednn_isa(), threads, precision, activations};
 }
 
 void require_same_profile(const ProfileKey& expected, const ProfileKey& found, const std::string& what) {
@@ -86,18 +88,17 @@ nlohmann::json to_json(const Timing& t) {
 }
 
 nlohmann::json to_json(const ProfileKey& k) {
-  return {{"cpu", k.cpu},
-          {"engine", k.engine},
-          {"isa", k.isa},
-          {"threads", k.threads},
-          {"precision", k.precision}};
+  return {{"cpu", k.cpu},         {"engine", k.engine},       {"isa", k.isa},
+          {"threads", k.threads}, {"precision", k.precision}, {"activations", k.activations}};
 }
 
 ProfileKey profile_key_from_json(const nlohmann::json& j, const std::string& what) {
   try {
     return ProfileKey{j.at("cpu").get<std::string>(), j.at("engine").get<std::string>(),
                       j.at("isa").get<std::string>(), j.at("threads").get<int>(),
-                      j.at("precision").get<std::string>()};
+                      j.at("precision").get<std::string>(),
+                      // Profiles written before zero points were measured used symmetric activations.
+                      j.value("activations", std::string("symmetric"))};
   } catch (const nlohmann::json::exception& e) {
     fail("{} has no valid machine key (cpu, engine, isa, threads, precision): {}", what, e.what());
   }

@@ -37,12 +37,18 @@ struct ProfileKey {
   std::string isa;     // what oneDNN dispatched, e.g. avx512_core_vnni
   int threads = 1;
   std::string precision;  // int8 | fp32
+  // How INT8 activations are quantised, which decides the kernels oneDNN picks: "symmetric" (calibration:
+  // signed tensors s8, every zero point 0) or "asymmetric" (what LSQ+ training deploys: signed tensors u8
+  // with a zero point). On AMX CPUs oneDNN 2.6's brgconv takes no source zero point, and the fallback
+  // kernels cost 2-3x (docs/subnet-search.md).
+  std::string activations = "symmetric";
 
   bool operator==(const ProfileKey& other) const;
   std::string describe() const;
 };
 
-ProfileKey this_machine(int threads, const std::string& precision);
+ProfileKey this_machine(int threads, const std::string& precision,
+                        const std::string& activations = "symmetric");
 // Fails naming both keys when a profile was taken elsewhere or under other settings.
 void require_same_profile(const ProfileKey& expected, const ProfileKey& found, const std::string& what);
 

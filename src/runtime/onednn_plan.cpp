@@ -1,6 +1,9 @@
 #include "runtime/onednn_plan.h"
 
 #include <omp.h>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 
 #include <cstring>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -70,6 +73,24 @@ Precision parse_precision(const std::string& text) {
   if (text == "fp32") return Precision::kFp32;
   fail("unknown precision '{}': use int8 or fp32", text);
 }
+
+void apply_isa_policy() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // The user's own cap wins.
+    if (std::getenv("ONEDNN_MAX_CPU_ISA") || std::getenv("DNNL_MAX_CPU_ISA")) return;
+    // oneDNN 2.6 on AMX: its AMX int8 convs take no source zero point in brgconv, and the jit fallback that
+    // does is 2.8x slower than avx512_core_vnni on our networks and corrupts the heap on some small shapes
+    // (docs/subnet-search.md). VNNI is also a little faster with zero point 0 at these sizes.
+    // LibTorch links the same libdnnl, and the cap only holds before its first kernel: qnas's main() calls
+    // this first thing.
+    if (dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx512_core_vnni) != dnnl_success)
+      std::fprintf(stderr, "qnas: note: oneDNN kernels were generated before the ISA cap; AMX stays on\n");
+  });
+}
+
+// At load time, before LibTorch (which links the same libdnnl) generates any kernel.
+const bool kIsaPolicyApplied = (apply_isa_policy(), true);
 
 struct OnednnPlan::Impl {
   struct Exec {
@@ -479,6 +500,7 @@ struct OnednnPlan::Impl {
 
 OnednnPlan::OnednnPlan(const Program& program, const Weights& weights, Precision precision, int threads,
                        const QuantParams* quant) {
+  apply_isa_policy();
   if (threads < 1) fail("thread count must be at least 1, got {}", threads);
   if (precision == Precision::kInt8 && !quant)
     fail("an INT8 plan needs quantisation parameters (calibrate first)");
@@ -538,6 +560,7 @@ std::map<std::string, int> OnednnPlan::implementations() const {
 }
 
 std::string onednn_isa() {
+  apply_isa_policy();
   switch (dnnl::get_effective_cpu_isa()) {
     case dnnl::cpu_isa::sse41:
       return "sse41";
@@ -568,6 +591,7 @@ std::string onednn_version() {
 bool has_vnni() {
   // The CPU does not change while we run; probe once.
   static const bool vnni = [] {
+    apply_isa_policy();
     // Ask for a small INT8 conv and look at the kernel oneDNN picks.
     dnnl::engine engine(dnnl::engine::kind::cpu, 0);
     const memory::desc src({1, 32, 8, 8}, dt::u8, tag::any), wei({32, 32, 1, 1}, dt::s8, tag::any),
@@ -586,6 +610,7 @@ namespace qnas::runtime {
 
 std::function<void()> standalone_activation(Activation activation, int channels, int hw, Precision precision,
                                             int threads) {
+  apply_isa_policy();
   omp_set_num_threads(threads);
   auto engine = std::make_shared<dnnl::engine>(dnnl::engine::kind::cpu, 0);
   auto stream = std::make_shared<dnnl::stream>(*engine);

@@ -46,6 +46,10 @@ class OnednnPlan {
 };
 
 // The CPU ISA oneDNN dispatches on this machine, e.g. "avx512_core_vnni".
+// Caps oneDNN at avx512_core_vnni once per process, before any kernel is generated, unless
+// ONEDNN_MAX_CPU_ISA is set (see the .cpp for the measured reason). Every entry point here calls it.
+void apply_isa_policy();
+
 std::string onednn_isa();
 // "oneDNN 2.6.3".
 std::string onednn_version();

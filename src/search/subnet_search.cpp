@@ -233,13 +233,8 @@ class Search {
   bool fits(const Subnet& s, double limit) { return latency(s) <= limit; }
 
   Subnet draw_within(double limit) {
-    for (int attempt = 0; attempt < kUniformDrawAttempts; ++attempt) {
-      Subnet s = space::sample_random(space_, rng_);
-      if (fits(s, limit)) return s;
-    }
-    Subnet s = space::sample_random(space_, rng_);
-    repair(s, space_, rng_, [&](const Subnet& x) { return fits(x, limit); });
-    return s;
+    return random_subnet_within(
+        space_, [&](const Subnet& s) { return latency(s); }, limit, rng_);
   }
 
   // A subnet within the limit that this search has not evaluated yet (when one is found in a few draws).
@@ -382,6 +377,19 @@ SubnetSearchResult search_subnets(const space::SearchSpace& space, const SubnetO
                                   SubnetSearchOptions options) {
   validate(space, objectives, options);
   return Search(space, objectives, options).run();
+}
+
+Subnet random_subnet_within(const space::SearchSpace& space,
+                            const std::function<double(const Subnet&)>& latency_ms, double limit_ms,
+                            Rng& rng) {
+  for (int attempt = 0; attempt < kUniformDrawAttempts; ++attempt) {
+    Subnet s = space::sample_random(space, rng);
+    if (latency_ms(s) <= limit_ms) return s;
+  }
+  Subnet s = space::sample_random(space, rng);
+  if (!repair(s, space, rng, [&](const Subnet& x) { return latency_ms(x) <= limit_ms; }))
+    fail("no subnet of {} fits {} ms", space.encode(), limit_ms);
+  return s;
 }
 
 std::vector<LimitBest> best_per_limit(const std::vector<Candidate>& evaluated,

@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/rng.h"
 #include "space/subnet.h"
 
 namespace qnas::search {
@@ -83,6 +84,12 @@ class SearchInterrupted : public std::runtime_error {
 // latency) and runs the search.
 SubnetSearchResult search_subnets(const space::SearchSpace& space, const SubnetObjectives& objectives,
                                   SubnetSearchOptions options);
+
+// A subnet drawn uniformly at random among those whose latency is within `limit_ms` (rejection sampling;
+// where almost nothing fits, a draw shrunk gene by gene until it does).
+space::Subnet random_subnet_within(const space::SearchSpace& space,
+                                   const std::function<double(const space::Subnet&)>& latency_ms,
+                                   double limit_ms, Rng& rng);
 
 // The best evaluated subnet within each limit, and the front, of any list of evaluated candidates.
 std::vector<LimitBest> best_per_limit(const std::vector<Candidate>& evaluated,

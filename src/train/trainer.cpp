@@ -183,6 +183,29 @@ json open_checkpoint(const fs::path& path, torch::serialize::InputArchive& archi
   return meta;
 }
 
+double recalibrated_accuracy(nn::NetworkImpl& model, data::BatchLoader& calibration, int bn_batches,
+                             data::BatchLoader& eval, const torch::Device& device) {
+  calibration.reset(0);
+  data::Batch batch;
+  nn::recalibrate_batch_norm(
+      model,
+      [&](torch::Tensor& images) {
+        if (!calibration.next(batch)) return false;
+        images = batch.images.to(device);
+        return true;
+      },
+      bn_batches);
+  torch::NoGradGuard no_grad;
+  std::int64_t correct = 0, seen = 0;
+  eval.reset(0);
+  while (eval.next(batch)) {
+    const torch::Tensor logits = model.forward(batch.images.to(device));
+    correct += logits.argmax(1).eq(batch.labels.to(device)).sum().item<std::int64_t>();
+    seen += batch.size();
+  }
+  return seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
+}
+
 data::LoaderOptions bn_calibration_options(const TrainConfig& config) {
   data::LoaderOptions options;
   options.batch_size = config.batch_size;
@@ -418,25 +441,7 @@ std::vector<SubnetAccuracy> Trainer::evaluate(
       r.mflops = static_cast<double>(net->spec().macs()) / 1e6;
     }
     r.bits = bits_;
-    calibration.reset(0);
-    data::Batch batch;
-    nn::recalibrate_batch_norm(
-        *model_,
-        [&](torch::Tensor& images) {
-          if (!calibration.next(batch)) return false;
-          images = batch.images.to(device_);
-          return true;
-        },
-        config_.bn_batches);
-    torch::NoGradGuard no_grad;
-    std::int64_t correct = 0, seen = 0;
-    test.reset(0);
-    while (test.next(batch)) {
-      const torch::Tensor logits = model_->forward(batch.images.to(device_));
-      correct += logits.argmax(1).eq(batch.labels.to(device_)).sum().item<std::int64_t>();
-      seen += batch.size();
-    }
-    r.accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+    r.accuracy = recalibrated_accuracy(*model_, calibration, config_.bn_batches, test, device_);
     results.push_back(r);
   }
   if (supernet) supernet->set_active(supernet->sample_max());

@@ -137,6 +137,11 @@ nlohmann::json open_checkpoint(const std::filesystem::path& path, torch::seriali
                                const std::string& what, const std::string& fix,
                                const torch::Device& device = torch::kCPU);
 
+// Top-1 accuracy of `model` (its active subnet) on `eval` after recalibrating BN on the first `bn_batches`
+// batches of `calibration` (both loaders restart at epoch 0, so the same call gives the same number).
+double recalibrated_accuracy(nn::NetworkImpl& model, data::BatchLoader& calibration, int bn_batches,
+                             data::BatchLoader& eval, const torch::Device& device = torch::kCPU);
+
 // The loader options of the BN-recalibration batches Trainer::evaluate draws, so a deployed subnet is
 // recalibrated on exactly the batches its reported accuracy used.
 data::LoaderOptions bn_calibration_options(const TrainConfig& config);
