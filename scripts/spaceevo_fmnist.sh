@@ -6,7 +6,8 @@
 # Environment: QNAS (binary, default build/qnas), RUN (default runs/spaceevo-fmnist), WORKERS (2),
 # LIMITS (latency limits in ms, default "0.25 0.4 0.6"), KD_PRESET (tiny), SPACE_CONFIG (JSON for the five
 # supernets, default {"train_limit":1024}), EVALUATIONS (space-search evaluations, default 5000), LUT_ROWS (25)
-# and EVAL_IMAGES (96): rows per block LUT and held-out images per row.
+# and EVAL_IMAGES (96): rows per block LUT and held-out images per row; SUBNET_EVALUATIONS (96): subnets each
+# space's subnet search evaluates.
 set -euo pipefail
 QNAS=${QNAS:-build/qnas}
 RUN=${RUN:-runs/spaceevo-fmnist}
@@ -56,8 +57,11 @@ mapfile -t picks < <(tail -n +2 "$RUN/space-search/history.csv" | awk -F, '
 echo "$SPACE_CONFIG" >"$RUN/space-config.json"
 runs=()
 for space in "${picks[@]}"; do
-  "$QNAS" train --space "$space" --preset tiny --config "$RUN/space-config.json" --limits "${limits[@]}" \
-    --latency-lut "$RUN/latency-lut-fmnistw-int8-t1.json" --run-dir "$RUN/spaces/$space"
+  "$QNAS" train --space "$space" --preset tiny --config "$RUN/space-config.json" --run-dir "$RUN/spaces/$space"
+  # One search budget for every space, so their best subnets under the limits compare fairly.
+  "$QNAS" subnet-search --run-dir "$RUN/spaces/$space" --latency-lut "$RUN/latency-lut-fmnistw-int8-asym-t1.json" \
+    --limits "${limits[@]}" --algorithm evolution --population 16 --evaluations "${SUBNET_EVALUATIONS:-96}" \
+    --heldout-images 1000
   runs+=("$RUN/spaces/$space")
 done
 "$QNAS" space-search --lut "$RUN/block-kd/lut" --hyperspace fmnistw --latency "${limits[@]}" --rank-runs "${runs[@]}" \

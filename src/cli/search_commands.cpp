@@ -93,32 +93,57 @@ void score_spaces(const SpaceSearchArgs& args, const BlockLutSet& luts, const Qt
   }
 }
 
-// Does the Q-T score rank spaces as their trained supernets do? Each run directory is a `qnas train --limits`
-// run: its space and the mean INT8 accuracy of its best subnets under the limits.
+// The subnet search of a trained supernet: DIR/best.json, or DIR/subnet-search/best.json for a run directory.
+json read_best(const std::string& dir) {
+  fs::path file = fs::path(dir) / "best.json";
+  if (!fs::exists(file)) file = fs::path(dir) / "subnet-search" / "best.json";
+  if (!fs::exists(file)) {
+    fail(
+        "{} has no subnet search: run `qnas subnet-search --run-dir {} --latency-lut ... --limits ...` on it "
+        "first",
+        dir, dir);
+  }
+  return read_json_file(file);
+}
+
+// The mean accuracy of a search's best subnets over its limits: test fake-quant when the search measured it,
+// else held-out; -1 when no limit has a subnet.
+double mean_best_accuracy(const json& best) {
+  double sum = 0;
+  int counted = 0;
+  const std::string algorithm = best.value("algorithm", std::string());
+  for (const auto& row : best.value("best", json::array())) {
+    if (!row.value("found", false) || !row.contains(algorithm)) continue;
+    const json& b = row.at(algorithm);
+    sum += b.value("test_accuracy_fakequant", b.value("heldout_accuracy", 0.0));
+    ++counted;
+  }
+  return counted ? sum / counted : -1.0;
+}
+
+// Does the Q-T score rank spaces as their trained supernets do? Each directory holds a subnet search of a
+// trained supernet: its space and the mean INT8 accuracy of its best subnets under the limits.
 void rank_runs(const SpaceSearchArgs& args, const BlockLutSet& luts, const QtOptions& qt) {
   if (args.rank_runs.size() < 2) fail("--rank-runs needs at least two run directories");
   std::vector<double> scores, accuracies;
   Table table({"space", "Q-T score", "mean best INT8 accuracy", "run"});
   json rows = json::array();
   for (const auto& dir : args.rank_runs) {
-    const fs::path file = fs::path(dir) / "results.json";
-    const json r = read_json_file(file);
-    if (!r.contains("mean_best_accuracy") || r.at("mean_best_accuracy").get<double>() < 0)
-      fail(
-          "{} has no best-subnet accuracy under limits: train it with `qnas train --limits ... --latency-lut "
-          "...`",
-          file.string());
-    const std::string space = r.at("space");
+    const json best = read_best(dir);
+    const double accuracy = mean_best_accuracy(best);
+    if (accuracy < 0)
+      fail("the subnet search of {} found no subnet within any limit: search it with larger --limits", dir);
+    const std::string space = best.at("space");
     const QtScore score = qt_score(luts, space::parse_space_or_published(space), qt);
     scores.push_back(score.score);
-    accuracies.push_back(r.at("mean_best_accuracy").get<double>());
+    accuracies.push_back(accuracy);
     table.add_row(
         {space, fmt::format("{:.4f}", score.score), fmt::format("{:.2f}%", 100 * accuracies.back()), dir});
     rows.push_back({{"space", space},
                     {"qt_score", score.score},
                     {"mean_best_accuracy", accuracies.back()},
                     {"run", dir},
-                    {"limits", r.value("limits", json::array())}});
+                    {"limits_ms", best.value("limits_ms", json::array())}});
   }
   const double tau = kendall_tau(scores, accuracies);
   if (args.json) {
@@ -201,9 +226,10 @@ void add_search_commands(CLI::App& app) {
   cmd->add_option("--score", args->score_only,
                   "score these spaces (encodings or published names) instead of searching")
       ->expected(1, -1);
-  cmd->add_option("--rank-runs", args->rank_runs,
-                  "instead of searching: Kendall tau between the Q-T score and the trained quality of these "
-                  "`qnas train --limits` run directories")
+  cmd->add_option(
+         "--rank-runs", args->rank_runs,
+         "instead of searching: Kendall tau between the Q-T score and the trained quality of these "
+         "directories holding a `qnas subnet-search` (its best.json, or RUN/subnet-search/best.json)")
       ->expected(2, -1);
   cmd->add_option("--population", args->population, "population size")->check(CLI::Range(2, 1000000));
   cmd->add_option("--sample", args->sample, "members sampled to choose a parent")

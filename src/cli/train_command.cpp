@@ -15,9 +15,6 @@
 #include "nn/supernet.h"
 #include "space/published.h"
 #include "train/trainer.h"
-#ifdef QNAS_HAVE_BLOCK_LUT_BUILDER
-#include "train/limit_eval.h"
-#endif
 
 namespace qnas::cli {
 namespace {
@@ -37,10 +34,6 @@ struct TrainArgs {
   std::string device;
   int epochs = -1, qat_epochs = -1, threads = 0;
   std::int64_t seed = -1;
-  // Best INT8 subnet under each latency limit, after training (supernets only).
-  std::vector<double> limits;
-  std::string latency_lut;
-  int draws = 1000, evaluate_top = 4;
 };
 
 train::TrainConfig make_config(const TrainArgs& a) {
@@ -76,38 +69,6 @@ std::string results_table(const std::vector<train::EpochLog>& logs) {
   return table.render() + (encodings.empty() ? "" : "\nsubnets:\n" + encodings);
 }
 
-std::string evaluate_limits(const TrainArgs& a, train::Trainer& trainer, nn::SupernetImpl& supernet,
-                            json* results) {
-#ifdef QNAS_HAVE_BLOCK_LUT_BUILDER
-  const runtime::ProfileKey key = runtime::this_machine(1, "int8");
-  latency::LatencyLut lut =
-      fs::exists(a.latency_lut) ? latency::LatencyLut::load(a.latency_lut, key) : latency::LatencyLut(key);
-  train::LimitEvalOptions options;
-  options.limits_ms = a.limits;
-  options.draws = a.draws;
-  options.evaluate = a.evaluate_top;
-  options.seed = static_cast<std::uint64_t>(std::max<std::int64_t>(0, a.seed));
-  const auto best = train::best_under_limits(trainer, supernet, lut, a.latency_lut, options);
-  Table table({"limit (ms)", "draws within", "best subnet latency (ms)", "MFLOPs", "test accuracy"});
-  double sum = 0;
-  int counted = 0;
-  (*results)["limits"] = json::array();
-  for (const auto& r : best) {
-    (*results)["limits"].push_back(train::to_json(r));
-    table.add_row({fmt::format("{:.3f}", r.limit_ms), std::to_string(r.within),
-                   fmt::format("{:.3f}", r.latency_ms), fmt::format("{:.2f}", r.mflops),
-                   r.accuracy < 0 ? "-" : fmt::format("{:.2f}%", 100 * r.accuracy)});
-    if (r.accuracy >= 0) sum += r.accuracy, ++counted;
-  }
-  (*results)["mean_best_accuracy"] = counted ? sum / counted : -1.0;
-  return fmt::format("\nbest subnet under each latency limit (INT8 latency from {}):\n{}mean: {:.2f}%\n",
-                     a.latency_lut, table.render(), counted ? 100 * sum / counted : 0.0);
-#else
-  (void)trainer, (void)supernet, (void)results;
-  fail("--limits needs the oneDNN latency engine, which this build of qnas lacks");
-#endif
-}
-
 void run_train(const TrainArgs& a) {
   const train::TrainConfig config = make_config(a);
   // LibTorch as Debian builds it starts with one intra-op thread: use every core unless told otherwise.
@@ -134,9 +95,6 @@ void run_train(const TrainArgs& a) {
   std::fprintf(stderr, "qnas train: %s %s, preset %s, %d fp32 + %d int%d epochs, %d threads, run dir %s\n",
                a.subnet.empty() ? "supernet" : "static subnet of", space.encode().c_str(), a.preset.c_str(),
                config.epochs, config.qat_epochs, config.qat_bits, torch::get_num_threads(), run_dir.c_str());
-  if (!a.limits.empty() && !a.subnet.empty()) fail("--limits evaluates a supernet's subnets: drop --subnet");
-  if (!a.limits.empty() && a.latency_lut.empty())
-    fail("--limits needs --latency-lut FILE (created when missing)");
   train::Trainer trainer(config, model, train_set, test_set, run_dir);
   const auto logs = trainer.run();
   std::string table = results_table(logs);
@@ -146,8 +104,6 @@ void run_train(const TrainArgs& a) {
                   {"threads", torch::get_num_threads()},
                   {"epochs", json::array()}};
   for (const auto& l : logs) results["epochs"].push_back(train::to_json(l));
-  if (!a.limits.empty())
-    table += evaluate_limits(a, trainer, dynamic_cast<nn::SupernetImpl&>(*model), &results);
   write_json_atomic(run_dir / "results.json", results);
   write_file_atomic(run_dir / "results.md", fmt::format("# qnas train {}\n\n{}", space.encode(), table));
   std::printf("%s\nwritten: %s/{results.json,results.md,log.json,checkpoint.pt}\n", table.c_str(),
@@ -174,13 +130,6 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--run-dir", a->run_dir,
                   "checkpoints and results (default runs/train-<preset>); an existing "
                   "checkpoint there is resumed");
-  cmd->add_option("--limits", a->limits,
-                  "after training, the best INT8 subnet under each latency limit (ms), from the latency LUT");
-  cmd->add_option("--latency-lut", a->latency_lut,
-                  "block latency LUT for --limits (1 thread; grown as needed)");
-  cmd->add_option("--draws", a->draws, "random subnets drawn for --limits")->capture_default_str();
-  cmd->add_option("--evaluate-top", a->evaluate_top, "largest subnets within a limit that are evaluated")
-      ->capture_default_str();
   cmd->callback([a] { run_train(*a); });
 }
 

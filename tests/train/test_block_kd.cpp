@@ -11,7 +11,6 @@
 #ifdef QNAS_HAVE_BLOCK_LUT_BUILDER
 #include "search/block_lut.h"
 #include "train/block_lut_builder.h"
-#include "train/limit_eval.h"
 #endif
 #include "nn/supernet.h"
 #include "space/sampling.h"
@@ -309,36 +308,4 @@ TEST_F(BlockKdTest, LutRowsAreMeasuredAndReadBackBySearch) {
   EXPECT_EQ(again.blocks_measured, 0u);
 }
 
-// The best subnet under a limit fits it, and a limit nothing fits is reported as such.
-TEST_F(BlockKdTest, BestSubnetUnderLimitsFitsThem) {
-  TempDir run("limit-eval");
-  torch::manual_seed(2);
-  auto supernet = std::make_shared<nn::SupernetImpl>(space::SearchSpace::parse(kTeacherSpace));
-  train::TrainConfig c;
-  c.epochs = 1;
-  c.batch_size = 32;
-  c.bn_batches = 1;
-  c.eval_random_subnets = 0;
-  c.random_subnets = 0;
-  train::Trainer trainer(c, supernet, *data_, *data_, run.path);
-  trainer.run();
-  latency::LatencyLut lut(runtime::this_machine(1, "int8"));
-  train::LimitEvalOptions options;
-  options.limits_ms = {1e-6, 1e3};
-  options.draws = 12;
-  options.evaluate = 2;
-  options.measure.runs = 5;
-  options.measure.warmup = 1;
-  const auto results = train::best_under_limits(trainer, *supernet, lut, run.path / "lut.json", options);
-  ASSERT_EQ(results.size(), 2u);
-  EXPECT_EQ(results[0].within, 0);
-  EXPECT_EQ(results[0].accuracy, -1);
-  EXPECT_EQ(results[1].within, 12);
-  EXPECT_GE(results[1].accuracy, 0.0);
-  EXPECT_LE(results[1].latency_ms, 1e3);
-  EXPECT_NEAR(results[1].latency_ms,
-              lut.predict(space::build_arch_spec(supernet->space(), space::Subnet::parse(results[1].subnet))),
-              1e-9);
-  EXPECT_TRUE(fs::exists(run.path / "lut.json"));
-}
 #endif
