@@ -91,6 +91,9 @@ void add_subnet_search_command(CLI::App& app) {
   cmd->add_option("--torch-threads", a->torch_threads,
                   "LibTorch threads for evaluations (default: all cores)");
   cmd->add_option("--runs", o.measure.runs, "timed runs per latency measurement")->capture_default_str();
+  cmd->add_option("--statistic", o.statistic,
+                  "min or median of the timed runs, for the LUT, its correction and the measured front")
+      ->capture_default_str();
   cmd->add_option("--data-dir", o.data_dir, "Fashion-MNIST directory")->capture_default_str();
   cmd->add_option("--out", a->out_dir, "results and checkpoints (default RUN_DIR/subnet-search)");
   cmd->add_flag("--json", a->json_output, "print front.json and best.json");

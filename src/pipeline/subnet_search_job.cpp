@@ -155,6 +155,8 @@ latency::LatencyLut prepare_lut(const space::SearchSpace& space, bool asymmetric
       runtime::this_machine(o.threads, "int8", asymmetric ? "asymmetric" : "symmetric");
   latency::LatencyLut lut = fs::exists(o.latency_lut) ? latency::LatencyLut::load(o.latency_lut.string(), key)
                                                       : latency::LatencyLut(key);
+  // A correction fitted for another statistic is dropped here and fitted again below.
+  lut.set_statistic(latency::parse_statistic(o.statistic));
   const auto blocks = latency::enumerate_blocks(space, space.hyperspace().resolutions);
   std::unique_ptr<ProgressLine> progress;
   const size_t measured = lut.fill(blocks, o.measure, [&](size_t done, size_t total) {
@@ -196,11 +198,9 @@ json run_identity(const deploy::TrainedRun& run, const SearchData& d, const Subn
 }
 
 json lut_identity(const latency::LatencyLut& lut, const fs::path& path) {
-  return {{"file", path.string()},
-          {"key", runtime::to_json(lut.key())},
-          {"entries", lut.size()},
-          {"slope", lut.global_slope()},
-          {"intercept", lut.intercept()}};
+  return {{"file", path.string()},       {"key", runtime::to_json(lut.key())},
+          {"entries", lut.size()},       {"statistic", latency::to_string(lut.statistic())},
+          {"slope", lut.global_slope()}, {"intercept", lut.intercept()}};
 }
 
 // --- the accuracy predictor: fitted on supernet evaluations of random subnets under the largest limit

@@ -35,6 +35,10 @@ struct SubnetSearchJobOptions {
   int calibration_networks = 24;  // measured to fit the LUT correction when the LUT has none
   int threads = 1;                // of the INT8 engine, for the LUT and the measurements
   runtime::MeasureOptions measure;
+  // What a latency is, for the LUT, its correction and the front's measurements alike: the minimum of the
+  // timed runs is steady on a VM whose speed drifts by 10% within minutes, the median is not
+  // (docs/subnet-search.md).
+  std::string statistic = "min";
   bool final_test = true;        // the best subnet per limit on the test set (fake-quant and oneDNN)
   std::int64_t test_images = 0;  // of the test set; 0: all
 };
