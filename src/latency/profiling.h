@@ -25,7 +25,8 @@ struct PlanTiming {
 // Random weights, fixed quantisation scales (timing does not depend on the values), one plan, the protocol.
 // `include_input_conversion` false times what the program costs inside a network (a block reading an
 // engine-layout tensor), true what a deployment pays from a float image.
-// `asymmetric` times the kernels a LSQ+-trained network deploys with: its signed tensors u8 with a zero point.
+// `asymmetric` times the kernels a LSQ+-trained network deploys with: its signed tensors u8 with a zero
+// point.
 PlanTiming time_program(const runtime::Program& program, Precision precision, int threads,
                         const MeasureOptions& options, bool include_input_conversion = true,
                         std::uint64_t seed = 1, bool asymmetric = false);
