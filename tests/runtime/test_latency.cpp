@@ -7,8 +7,11 @@
 
 #include "core/fs.h"
 #include "latency/latency_lut.h"
+#include "latency/profiling.h"
 #include "runtime/measure.h"
 #include "runtime_fixture.h"
+#include "space/arch_spec.h"
+#include "space/sampling.h"
 #include "test_util.h"
 
 using namespace qnas;
@@ -56,6 +59,43 @@ TEST(ProfileKey, RefusesAnotherMachineOrSetting) {
   EXPECT_CONTAINS(
       qnas::testing::error_message([&] { runtime::require_same_profile(here, two_threads, "p"); }),
       "cannot be mixed");
+}
+
+// An LSQ+-trained network deploys its signed tensors as u8 with a zero point; the LUT's key says which was
+// timed, and a key written before it existed reads as symmetric.
+TEST(ProfileKey, RecordsTheActivationQuantisation) {
+  const auto symmetric = runtime::this_machine(1, "int8");
+  const auto asymmetric = runtime::this_machine(1, "int8", "asymmetric");
+  EXPECT_EQ(symmetric.activations, "symmetric");
+  EXPECT_CONTAINS(
+      qnas::testing::error_message([&] { runtime::require_same_profile(symmetric, asymmetric, "p"); }),
+      "asymmetric activations");
+  auto old = runtime::to_json(symmetric);
+  old.erase("activations");
+  EXPECT_EQ(runtime::profile_key_from_json(old, "old LUT"), symmetric);
+  EXPECT_CONTAINS(qnas::testing::error_message([] { runtime::this_machine(1, "int8", "lsq"); }),
+                  "unknown activation quantisation 'lsq'");
+}
+
+TEST(TimingQuant, AsymmetricGivesSignedTensorsAZeroPointAndKeepsTheRest) {
+  const auto space = space::SearchSpace::parse("fmnistw-151122-000000");
+  const runtime::Program program = runtime::lower(space::build_arch_spec(space, space::max_subnet(space)));
+  const runtime::Weights weights = runtime::random_weights(program, 1);
+  const auto symmetric = latency::timing_quant(program, weights, false);
+  const auto asymmetric = latency::timing_quant(program, weights, true);
+  int signed_tensors = 0;
+  for (size_t i = 0; i < program.tensors.size(); ++i) {
+    const auto& t = program.tensors[i];
+    EXPECT_EQ(symmetric.tensors[i].zero_point, 0);
+    if (t.non_negative || t.is_logits) {
+      EXPECT_EQ(asymmetric.tensors[i], symmetric.tensors[i]) << "tensor " << i;
+    } else {
+      ++signed_tensors;
+      EXPECT_TRUE(asymmetric.tensors[i].is_unsigned);
+      EXPECT_EQ(asymmetric.tensors[i].zero_point, 128);
+    }
+  }
+  EXPECT_GT(signed_tensors, 0);  // residual sums and the input at least
 }
 
 TEST(LatencyLut, EnumerationCoversEverySampledSubnet) {
