@@ -215,22 +215,6 @@ void save_rows(const fs::path& csv, const std::vector<SubnetRow>& rows) {
   write_file_atomic(csv.string(), text);
 }
 
-// Measures the blocks `lut` lacks, saving every 200 so a killed run keeps what it measured; the progress
-// line appears only when there is something to measure.
-size_t fill_and_save(LatencyLut& lut, const std::vector<space::BlockSpec>& blocks,
-                     const runtime::MeasureOptions& options, const std::string& path) {
-  std::unique_ptr<ProgressLine> progress;
-  const size_t measured = lut.fill(blocks, options, [&](size_t done, size_t total) {
-    if (!progress)
-      progress = std::make_unique<ProgressLine>("latency LUT", static_cast<std::int64_t>(total), "blocks");
-    progress->update(static_cast<std::int64_t>(done));
-    if (done % 200 == 0) lut.save(path);
-  });
-  if (progress) progress->finish();
-  lut.save(path);
-  return measured;
-}
-
 void run_profile_subnets(const ProtocolArgs& p, const SubnetArgs& a, bool as_json) {
   const auto sp = space::parse_space_or_published(a.space);
   if (a.count < 2) fail("--count must be at least 2, got {}", a.count);

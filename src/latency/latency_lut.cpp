@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <set>
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/progress.h"
 
 namespace qnas::latency {
 
@@ -43,6 +45,20 @@ double LatencyLut::value(const LutEntry& e) const {
 const LutEntry* LatencyLut::find(const space::BlockSpec& block) const {
   const auto it = entries_.find(block_key(block));
   return it == entries_.end() ? nullptr : &it->second;
+}
+
+std::size_t fill_and_save(LatencyLut& lut, const std::vector<space::BlockSpec>& blocks,
+                          const MeasureOptions& options, const std::string& path) {
+  std::unique_ptr<ProgressLine> progress;
+  const std::size_t measured = lut.fill(blocks, options, [&](std::size_t done, std::size_t total) {
+    if (!progress)
+      progress = std::make_unique<ProgressLine>("latency LUT", static_cast<std::int64_t>(total), "blocks");
+    progress->update(static_cast<std::int64_t>(done));
+    if (done % 200 == 0) lut.save(path);
+  });
+  if (progress) progress->finish();
+  lut.save(path);
+  return measured;
 }
 
 LutEntry measure_block(const space::BlockSpec& block, const runtime::ProfileKey& key,

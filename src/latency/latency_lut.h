@@ -78,6 +78,12 @@ class LatencyLut {
   std::map<std::string, double> stage_slopes_;
 };
 
+// Fills `lut` with the blocks it lacks and saves it to `path`, every 200 blocks too, so a killed run keeps
+// what it measured; a progress line appears only when there is something to measure. Returns how many were
+// measured.
+std::size_t fill_and_save(LatencyLut& lut, const std::vector<space::BlockSpec>& blocks,
+                          const MeasureOptions& options, const std::string& path);
+
 // Every distinct block the space's subnets can contain at the given resolutions (what `latency-lut build`
 // profiles), fixed stages included.
 std::vector<space::BlockSpec> enumerate_blocks(const space::SearchSpace& space,

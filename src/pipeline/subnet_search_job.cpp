@@ -157,15 +157,8 @@ latency::LatencyLut prepare_lut(const space::SearchSpace& space, bool asymmetric
                                                       : latency::LatencyLut(key);
   // A correction fitted for another statistic is dropped here and fitted again below.
   lut.set_statistic(latency::parse_statistic(o.statistic));
-  const auto blocks = latency::enumerate_blocks(space, space.hyperspace().resolutions);
-  std::unique_ptr<ProgressLine> progress;
-  const size_t measured = lut.fill(blocks, o.measure, [&](size_t done, size_t total) {
-    if (!progress)
-      progress = std::make_unique<ProgressLine>("latency LUT", static_cast<std::int64_t>(total), "blocks");
-    progress->update(static_cast<std::int64_t>(done));
-  });
-  if (progress) progress->finish();
-  if (measured > 0 || !fs::exists(o.latency_lut)) lut.save(o.latency_lut.string());
+  latency::fill_and_save(lut, latency::enumerate_blocks(space, space.hyperspace().resolutions), o.measure,
+                         o.latency_lut.string());
   if (!lut.has_correction()) {
     // Blocks timed alone run with hot caches; a few whole networks fix the sum (latency_lut.h).
     Rng rng(o.search.seed ^ kCalibrationNetStream);
@@ -411,6 +404,21 @@ SubnetSearchJobResult run_subnet_search_job(SubnetSearchJobOptions o) {
   // The test set, once, for the best subnet per limit.
   t = std::chrono::steady_clock::now();
   SupernetAccuracy supernet_test(run, d, d.test, range(0, d.test.count));
+  // One subnet is often the best under several limits: it is tested and deployed once.
+  std::map<std::string, double> test_fakequant;
+  std::map<std::string, Deployed> deployed;
+  auto fakequant_on_test = [&](const std::string& subnet) {
+    auto it = test_fakequant.find(subnet);
+    if (it == test_fakequant.end())
+      it = test_fakequant.emplace(subnet, supernet_test(Subnet::parse(subnet))).first;
+    return it->second;
+  };
+  auto onednn_on_test = [&](const std::string& subnet) {
+    auto it = deployed.find(subnet);
+    if (it == deployed.end())
+      it = deployed.emplace(subnet, deploy_subnet(run, d, subnet, o, lut.statistic(), true)).first;
+    return it->second;
+  };
   json best = json::array();
   std::string table =
       "| limit (ms) | subnet | held-out | test fake-quant | test oneDNN INT8 | predicted / measured INT8 ms "
@@ -425,8 +433,8 @@ SubnetSearchJobResult run_subnet_search_job(SubnetSearchJobOptions o) {
     if (b.found) {
       row[search::to_string(main_algorithm)] = candidate_json(b.best, predicted);
       if (o.final_test) {
-        test_fq = supernet_test(Subnet::parse(b.best.subnet));
-        dep = deploy_subnet(run, d, b.best.subnet, o, lut.statistic(), true);
+        test_fq = fakequant_on_test(b.best.subnet);
+        dep = onednn_on_test(b.best.subnet);
         row[search::to_string(main_algorithm)]["test_accuracy_fakequant"] = test_fq;
         row[search::to_string(main_algorithm)]["test_accuracy_onednn"] = dep.test_onednn;
         row[search::to_string(main_algorithm)]["measured_latency_ms"] = dep.measured_ms;
@@ -438,7 +446,7 @@ SubnetSearchJobResult run_subnet_search_job(SubnetSearchJobOptions o) {
       json rj = candidate_json(rb, predicted);
       double rtest = -1;
       if (o.final_test) {
-        rtest = supernet_test(Subnet::parse(rb.subnet));
+        rtest = fakequant_on_test(rb.subnet);
         rj["test_accuracy_fakequant"] = rtest;
       }
       row["random"] = rj;

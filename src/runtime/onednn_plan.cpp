@@ -82,8 +82,8 @@ void apply_isa_policy() {
     // oneDNN 2.6 on AMX: its AMX int8 convs take no source zero point in brgconv, and the jit fallback that
     // does is 2.8x slower than avx512_core_vnni on our networks and corrupts the heap on some small shapes
     // (docs/subnet-search.md). VNNI is also a little faster with zero point 0 at these sizes.
-    // LibTorch links the same libdnnl, and the cap only holds before its first kernel: qnas's main() calls
-    // this first thing.
+    // LibTorch links the same libdnnl, and the cap only holds before its first kernel: kIsaPolicyApplied
+    // below runs this at load time.
     if (dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx512_core_vnni) != dnnl_success)
       std::fprintf(stderr, "qnas: note: oneDNN kernels were generated before the ISA cap; AMX stays on\n");
   });
