@@ -13,7 +13,7 @@ torch::Tensor activate(const torch::Tensor& x, space::Activation activation) {
     case Activation::kRelu:
       return torch::relu(x);
     case Activation::kRelu6:
-      return torch::clamp(x, 0.0, 6.0);
+      return torch::hardtanh(x, 0.0, 6.0);  // one fused backward kernel, where clamp takes four
     case Activation::kHswish:
       return torch::hardswish(x);
     case Activation::kSwish:

@@ -14,12 +14,10 @@ double activation_grad_factor(const torch::Tensor& x, int qmax) {
   return 1.0 / std::sqrt(per_sample * qmax);
 }
 
-// Quantise-dequantise of (x - offset) / scale into [lo, hi] with STE rounding; gradients reach x (inside
-// the range), scale and offset exactly as LSQ+ derives them.
-torch::Tensor fake_quant(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& offset,
-                         int lo, int hi) {
-  const torch::Tensor v = torch::clamp((x - offset) / scale, lo, hi);
-  return round_pass(v) * scale + offset;
+// The buffer is read once (after construction or a checkpoint load); afterwards the host flag answers.
+bool read_initialized(const torch::Tensor& buffer, bool& known) {
+  if (!known) known = buffer.item<bool>();
+  return known;
 }
 
 }  // namespace
@@ -30,20 +28,15 @@ void check_bits(int bits, const char* what) {
   }
 }
 
-torch::Tensor round_pass(const torch::Tensor& x) {
-  return (x.round() - x).detach() + x;
-}
-
-torch::Tensor grad_scale(const torch::Tensor& x, double factor) {
-  const torch::Tensor scaled = x * factor;
-  return (x - scaled).detach() + scaled;
-}
-
 LsqPlusActivationImpl::LsqPlusActivationImpl(int bits) : bits_(bits) {
   check_bits(bits, "LSQ+ activation quantizer");
   scale = register_parameter("scale", torch::ones({1}));
   offset = register_parameter("offset", torch::zeros({1}));
   initialized_ = register_buffer("initialized", torch::zeros({1}, torch::kBool));
+}
+
+bool LsqPlusActivationImpl::initialized() const {
+  return read_initialized(initialized_, known_initialized_);
 }
 
 void LsqPlusActivationImpl::set_bits(int bits) {
@@ -59,6 +52,7 @@ torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
     scale.fill_(std::max(hi - lo, 1e-8) / qmax());
     offset.fill_(lo);
     initialized_.fill_(true);
+    known_initialized_ = true;
   }
   torch::Tensor s = scale.abs().clamp_min(quant_contract::kMinScale), b = offset;
   if (is_training()) {
@@ -70,8 +64,7 @@ torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
   // one here too; with the straight-through estimator the offset still learns from the clipped elements,
   // exactly as LSQ+'s continuous offset does.
   const torch::Tensor zero_point = torch::clamp(round_pass(-b / s), 0, qmax());
-  const torch::Tensor code = torch::clamp(round_pass(x / s) + zero_point, 0, qmax());
-  return (code - zero_point) * s;
+  return fake_quant_zero_point(x, s, zero_point, qmax());
 }
 
 float LsqPlusActivationImpl::effective_scale() const {
@@ -88,6 +81,10 @@ LsqWeightImpl::LsqWeightImpl(int out_channels, bool per_channel, int bits)
   if (out_channels < 1) fail("LSQ weight quantizer needs at least one output channel, got {}", out_channels);
   scale = register_parameter("scale", torch::ones({per_channel ? out_channels : 1}));
   initialized_ = register_buffer("initialized", torch::zeros({1}, torch::kBool));
+}
+
+bool LsqWeightImpl::initialized() const {
+  return read_initialized(initialized_, known_initialized_);
 }
 
 void LsqWeightImpl::set_bits(int bits) {
@@ -110,15 +107,14 @@ torch::Tensor LsqWeightImpl::forward(const torch::Tensor& w) {
         per_channel_ ? w.detach().abs().flatten(1).amax(1) : w.detach().abs().max().reshape({1});
     s.copy_(m.clamp_min(1e-8) / qmax());
     initialized_.fill_(true);
+    known_initialized_ = true;
   }
-  std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
-  if (per_channel_) shape[0] = w.size(0);
   torch::Tensor sv = s.abs().clamp_min(1e-12);
   if (is_training()) {
     const double per_scale = static_cast<double>(w.numel()) / static_cast<double>(sv.numel());
     sv = grad_scale(sv, 1.0 / std::sqrt(per_scale * qmax()));
   }
-  return fake_quant(w, sv.reshape(shape), torch::zeros({}, w.options()), -qmax(), qmax());
+  return fake_quant_affine(w, sv, torch::zeros({1}, w.options()), -qmax(), qmax());
 }
 
 BatchQuantActivationImpl::BatchQuantActivationImpl(int bits, double momentum)
@@ -179,7 +175,7 @@ torch::Tensor BatchQuantActivationImpl::forward(const torch::Tensor& x) {
     scale = grad_scale(scale, g);
     offset = grad_scale(offset, g);
   }
-  return fake_quant(x, scale, offset, 0, qmax());
+  return fake_quant_affine(x, scale, offset, 0, qmax());
 }
 
 void set_bits(torch::nn::Module& module, int bits) {

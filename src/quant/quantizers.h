@@ -5,8 +5,12 @@
 //   - LsqWeight: symmetric b-bit, per tensor or per output channel (LSQ, Esser et al. 2020);
 //   - BatchQuantActivation: the range comes from batch statistics, scaled by a learned softplus multiplier
 //     and shifted by a learned offset (BatchQuant, Bai et al. 2021); running statistics serve inference.
-// All use the straight-through estimator for rounding and LSQ's gradient scaling 1/sqrt(N * Qp).
+// All use the straight-through estimator for rounding and LSQ's gradient scaling 1/sqrt(N * Qp), and the
+// fused ops of fake_quant_ops.h. Whether a quantizer has been initialised is known on the host (the buffer
+// only carries it through checkpoints), so a training step never waits on a device value.
 #include <torch/torch.h>
+
+#include "quant/fake_quant_ops.h"
 
 namespace qnas::quant {
 
@@ -14,11 +18,6 @@ constexpr int kFloatBits = 32;
 
 // Rejects bit-widths other than 2, 3, 4, 8 and 32 with a message naming the module.
 void check_bits(int bits, const char* what);
-
-// round(x) forward, identity backward.
-torch::Tensor round_pass(const torch::Tensor& x);
-// x forward, gradient multiplied by `factor` backward.
-torch::Tensor grad_scale(const torch::Tensor& x, double factor);
 
 class LsqPlusActivationImpl : public torch::nn::Module {
  public:
@@ -28,7 +27,7 @@ class LsqPlusActivationImpl : public torch::nn::Module {
   int bits() const { return bits_; }
   int qmax() const { return (1 << bits_) - 1; }
   // Min-max initialisation happens on the first quantised batch: scale = (max - min) / Qp, offset = min.
-  bool initialized() const { return initialized_.item<bool>(); }
+  bool initialized() const;
   // What the engine stores (core/quant_contract.h): |scale| and the offset rounded to an integer zero point.
   float effective_scale() const;
   int zero_point() const;
@@ -38,6 +37,7 @@ class LsqPlusActivationImpl : public torch::nn::Module {
  private:
   int bits_;
   torch::Tensor initialized_;
+  mutable bool known_initialized_ = false;  // host copy: once true it stays true
 };
 TORCH_MODULE(LsqPlusActivation);
 
@@ -49,7 +49,7 @@ class LsqWeightImpl : public torch::nn::Module {
   int bits() const { return bits_; }
   // Narrow symmetric range [-Qp, Qp], Qp = 2^(b-1) - 1, as the INT8 runtime's s8 weights use.
   int qmax() const { return (1 << (bits_ - 1)) - 1; }
-  bool initialized() const { return initialized_.item<bool>(); }
+  bool initialized() const;
 
   torch::Tensor scale;  // [out_channels] or [1]
 
@@ -57,6 +57,7 @@ class LsqWeightImpl : public torch::nn::Module {
   bool per_channel_;
   int bits_;
   torch::Tensor initialized_;
+  mutable bool known_initialized_ = false;
 };
 TORCH_MODULE(LsqWeight);
 

@@ -1,0 +1,365 @@
+#include "quant/fake_quant_ops.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "core/error.h"
+
+namespace qnas::quant {
+
+// 2^22. A variable the compiler cannot see as constant, on purpose: GCC 12 does not vectorise a clamp to
+// constant bounds (it branches).
+extern float round_limit;
+float round_limit = 4194304.0f;
+
+namespace {
+
+std::atomic<Kernel> active_kernel{Kernel::kFused};
+
+// Per-tensor sums are accumulated per chunk of this many elements and the chunks added in order, so a
+// gradient does not depend on how many threads computed it.
+constexpr std::int64_t kChunk = 16384;
+constexpr int kLanes = 8;  // independent float accumulators, so the sums vectorise
+
+// Round half to even for |v| <= 2^22 in the default rounding mode; adding and removing 1.5 * 2^23 is what
+// SSE2 can vectorise (rintf is a library call below SSE4.1). Callers clamp v into that range first.
+inline float round_small(float v) {
+  constexpr float kMagic = 12582912.0f;
+  return (v + kMagic) - kMagic;
+}
+
+// min(max(v, lo), hi) on values, and `&` rather than `&&` below: no branch, so the loops vectorise.
+inline float clamp_to(float v, float lo, float hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+// One element or one per leading-dimension channel: the value of channel c.
+struct Param {
+  const float* data;
+  bool per_channel;
+  float at(std::int64_t c) const { return data[per_channel ? c : 0]; }
+};
+
+// The tensor's elements as `channels` runs of `inner` contiguous floats (channels = 1 per tensor: then any
+// dense layout, channels-last included, is used as it is).
+struct Layout {
+  std::int64_t channels = 1, inner = 0;
+};
+
+bool per_channel_param(const torch::Tensor& p, const torch::Tensor& x) {
+  if (p.numel() == 1) return false;
+  if (x.dim() == 0 || p.numel() != x.size(0)) {
+    fail("fake quant: a parameter of {} elements fits neither per tensor (1) nor per channel ({})", p.numel(),
+         x.dim() ? x.size(0) : 1);
+  }
+  return true;
+}
+
+torch::Tensor dense(const torch::Tensor& x, bool per_channel) {
+  if (x.is_contiguous()) return x;
+  if (!per_channel && x.is_contiguous(at::MemoryFormat::ChannelsLast)) return x;
+  return x.contiguous();
+}
+
+// `g` in the element order of `like` (the gradient of a channels-last output may arrive in another layout).
+torch::Tensor same_layout(const torch::Tensor& g, const torch::Tensor& like) {
+  if (g.strides() == like.strides()) return g;
+  return torch::empty_like(like).copy_(g);
+}
+
+// Runs body(channel, begin, end, slot) over chunks of at most kChunk elements, in parallel; `slot` indexes
+// the chunk's partial sums.
+template <typename Body>
+std::int64_t for_each_chunk(const Layout& layout, Body&& body) {
+  const std::int64_t per_channel = (layout.inner + kChunk - 1) / kChunk;
+  const std::int64_t chunks = layout.channels * std::max<std::int64_t>(per_channel, 1);
+  at::parallel_for(0, chunks, 1, [&](std::int64_t first, std::int64_t last) {
+    for (std::int64_t k = first; k < last; ++k) {
+      const std::int64_t c = k / std::max<std::int64_t>(per_channel, 1);
+      const std::int64_t begin = (k % std::max<std::int64_t>(per_channel, 1)) * kChunk;
+      body(c, begin, std::min(begin + kChunk, layout.inner), k);
+    }
+  });
+  return chunks;
+}
+
+struct PartialSums {
+  double scale = 0, offset = 0;
+};
+
+// Per-chunk sums to the parameter's shape: per channel (chunks of one channel added in order) or one total.
+torch::Tensor reduce(const std::vector<PartialSums>& partial, double PartialSums::*field,
+                     const torch::Tensor& param, bool per_channel, std::int64_t channels) {
+  const std::int64_t chunks_per_channel = static_cast<std::int64_t>(partial.size()) / channels;
+  torch::Tensor out = torch::empty({param.numel()}, torch::kFloat);
+  float* o = out.data_ptr<float>();
+  double total = 0;
+  for (std::int64_t c = 0; c < channels; ++c) {
+    double sum = 0;
+    for (std::int64_t k = 0; k < chunks_per_channel; ++k) sum += partial[c * chunks_per_channel + k].*field;
+    if (per_channel) o[c] = static_cast<float>(sum);
+    total += sum;
+  }
+  if (!per_channel) o[0] = static_cast<float>(total);
+  return out.reshape(param.sizes());
+}
+
+bool fused_applies(const torch::Tensor& x, std::initializer_list<torch::Tensor> params) {
+  if (active_kernel.load() != Kernel::kFused || !x.is_cpu() || x.scalar_type() != torch::kFloat) return false;
+  for (const auto& p : params) {
+    if (!p.is_cpu() || p.scalar_type() != torch::kFloat) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The element loops, as plain functions over restrict pointers, kept out of line: GCC 12 vectorises them
+// alone but not once inlined into the parallel loop. Backward
+// sums go through kLanes float terms per step into kLanes double accumulators, folded in a fixed order.
+
+[[gnu::noinline]] void affine_forward_kernel(const float* __restrict x, float* __restrict y, std::int64_t n,
+                                             float s, float b, float lo, float hi) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = clamp_to((x[i] - b) / s, lo, hi);
+    y[i] = round_small(v) * s + b;
+  }
+}
+
+// The reference's terms with (g * s) / s simplified to g: one division per element (the one that decides,
+// exactly as the forward did, whether the element was clipped). Scale: through the product (g * round) and
+// the quotient (-gx * v); offset: through the sum (g) and the difference (-gx).
+inline void affine_backward_element(float x, float g, float s, float b, float lo, float hi, float& gx,
+                                    float& term_s, float& term_b) {
+  const float v = (x - b) / s;
+  const bool inside = (v >= lo) & (v <= hi);
+  const float r = round_small(clamp_to(v, lo, hi));
+  gx = inside ? g : 0.0f;
+  term_s = g * r - gx * v;
+  term_b = g - gx;
+}
+
+[[gnu::noinline]] void zero_point_forward_kernel(const float* __restrict x, float* __restrict y,
+                                                 std::int64_t n, float s, float z, float q) {
+  const float limit = round_limit;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float u = clamp_to(x[i] / s, -limit, limit);
+    const float code = clamp_to(round_small(u) + z, 0.0f, q);
+    y[i] = (code - z) * s;
+  }
+}
+
+// As above: scale through the product (g * (code - z)) and the quotient (-gx * u); zero point through the
+// sum (gx * s) and the difference (-g * s).
+inline void zero_point_backward_element(float x, float g, float s, float z, float q, float limit, float& gx,
+                                        float& term_s, float& term_z) {
+  const float u = x / s;
+  const float t = round_small(clamp_to(u, -limit, limit)) + z;
+  const bool inside = (t >= 0.0f) & (t <= q);
+  const float code = clamp_to(t, 0.0f, q);
+  gx = inside ? g : 0.0f;
+  term_s = g * (code - z) - gx * u;
+  term_z = (gx - g) * s;
+}
+
+// Blocks of kBlock elements: one loop computes the gradient of x and each element's two terms, the next adds
+// the terms into kLanes float lanes (32 terms each), and the lanes go into double sums.
+template <typename Element>
+[[gnu::noinline]] PartialSums backward_kernel(const float* __restrict x, const float* __restrict g,
+                                              float* __restrict gx, std::int64_t n, Element element) {
+  constexpr int kBlock = 256;
+  PartialSums sums;
+  float ta[kBlock], tb[kBlock];
+  for (std::int64_t begin = 0; begin < n; begin += kBlock) {
+    const int m = static_cast<int>(std::min<std::int64_t>(n - begin, kBlock));
+    for (int j = 0; j < m; ++j) element(x[begin + j], g[begin + j], gx[begin + j], ta[j], tb[j]);
+    for (int j = m; j < kBlock; ++j) ta[j] = tb[j] = 0.0f;
+    float lane_a[kLanes] = {}, lane_b[kLanes] = {};
+    for (int j = 0; j < kBlock; j += kLanes) {
+      for (int l = 0; l < kLanes; ++l) {
+        lane_a[l] += ta[j + l];
+        lane_b[l] += tb[j + l];
+      }
+    }
+    for (int l = 0; l < kLanes; ++l) {
+      sums.scale += lane_a[l];
+      sums.offset += lane_b[l];
+    }
+  }
+  return sums;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// affine: y = round(clamp((x - b) / s, lo, hi)) * s + b
+
+class AffineFunction : public torch::autograd::Function<AffineFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
+                               const torch::Tensor& scale, const torch::Tensor& offset, int64_t lo,
+                               int64_t hi) {
+    const bool pc_s = per_channel_param(scale, input), pc_b = per_channel_param(offset, input);
+    const torch::Tensor x = dense(input, pc_s || pc_b);
+    const torch::Tensor s = scale.contiguous(), b = offset.contiguous();
+    torch::Tensor y = torch::empty_like(x);
+    const Layout layout = layout_of(x, pc_s || pc_b);
+    const Param ps{s.data_ptr<float>(), pc_s}, pb{b.data_ptr<float>(), pc_b};
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
+    for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t) {
+      const std::int64_t at = c * layout.inner + begin;
+      affine_forward_kernel(xp + at, yp + at, end - begin, ps.at(c), pb.at(c), flo, fhi);
+    });
+    ctx->save_for_backward({x, s, b});
+    ctx->saved_data["lo"] = lo;
+    ctx->saved_data["hi"] = hi;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &s = saved[1], &b = saved[2];
+    const float lo = static_cast<float>(ctx->saved_data["lo"].toInt());
+    const float hi = static_cast<float>(ctx->saved_data["hi"].toInt());
+    const bool pc_s = per_channel_param(s, x), pc_b = per_channel_param(b, x);
+    const torch::Tensor g = same_layout(grads[0], x);
+    torch::Tensor gx = torch::empty_like(x);
+    const Layout layout = layout_of(x, pc_s || pc_b);
+    const Param ps{s.data_ptr<float>(), pc_s}, pb{b.data_ptr<float>(), pc_b};
+    const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>();
+    float* gxp = gx.data_ptr<float>();
+    std::vector<PartialSums> partial(static_cast<size_t>(chunk_count(layout)));
+    for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t slot) {
+      const std::int64_t at = c * layout.inner + begin;
+      const float sc = ps.at(c), of = pb.at(c);
+      partial[static_cast<size_t>(slot)] =
+          backward_kernel(xp + at, gp + at, gxp + at, end - begin,
+                          [sc, of, lo, hi](float xi, float gi, float& gxi, float& ts, float& tb) {
+                            affine_backward_element(xi, gi, sc, of, lo, hi, gxi, ts, tb);
+                          });
+    });
+    return {gx, reduce(partial, &PartialSums::scale, s, pc_s, layout.channels),
+            reduce(partial, &PartialSums::offset, b, pc_b, layout.channels), torch::Tensor(),
+            torch::Tensor()};
+  }
+
+  static Layout layout_of(const torch::Tensor& x, bool per_channel) {
+    if (!per_channel) return {1, x.numel()};
+    return {x.size(0), x.size(0) ? x.numel() / x.size(0) : 0};
+  }
+  static std::int64_t chunk_count(const Layout& layout) {
+    return layout.channels * std::max<std::int64_t>((layout.inner + kChunk - 1) / kChunk, 1);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// zero point: y = (clamp(round(x / s) + z, 0, qmax) - z) * s
+
+class ZeroPointFunction : public torch::autograd::Function<ZeroPointFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
+                               const torch::Tensor& scale, const torch::Tensor& zero_point, int64_t qmax) {
+    const bool pc_s = per_channel_param(scale, input), pc_z = per_channel_param(zero_point, input);
+    const torch::Tensor x = dense(input, pc_s || pc_z);
+    const torch::Tensor s = scale.contiguous(), z = zero_point.contiguous();
+    torch::Tensor y = torch::empty_like(x);
+    const Layout layout = AffineFunction::layout_of(x, pc_s || pc_z);
+    const Param ps{s.data_ptr<float>(), pc_s}, pz{z.data_ptr<float>(), pc_z};
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    const float q = static_cast<float>(qmax);
+    for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t) {
+      const std::int64_t at = c * layout.inner + begin;
+      zero_point_forward_kernel(xp + at, yp + at, end - begin, ps.at(c), pz.at(c), q);
+    });
+    ctx->save_for_backward({x, s, z});
+    ctx->saved_data["qmax"] = qmax;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &s = saved[1], &z = saved[2];
+    const float q = static_cast<float>(ctx->saved_data["qmax"].toInt());
+    const bool pc_s = per_channel_param(s, x), pc_z = per_channel_param(z, x);
+    const torch::Tensor g = same_layout(grads[0], x);
+    torch::Tensor gx = torch::empty_like(x);
+    const Layout layout = AffineFunction::layout_of(x, pc_s || pc_z);
+    const Param ps{s.data_ptr<float>(), pc_s}, pz{z.data_ptr<float>(), pc_z};
+    const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>();
+    float* gxp = gx.data_ptr<float>();
+    std::vector<PartialSums> partial(static_cast<size_t>(AffineFunction::chunk_count(layout)));
+    for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t slot) {
+      const std::int64_t at = c * layout.inner + begin;
+      const float sc = ps.at(c), zp = pz.at(c), limit = round_limit;
+      partial[static_cast<size_t>(slot)] =
+          backward_kernel(xp + at, gp + at, gxp + at, end - begin,
+                          [sc, zp, q, limit](float xi, float gi, float& gxi, float& ts, float& tz) {
+                            zero_point_backward_element(xi, gi, sc, zp, q, limit, gxi, ts, tz);
+                          });
+    });
+    return {gx, reduce(partial, &PartialSums::scale, s, pc_s, layout.channels),
+            reduce(partial, &PartialSums::offset, z, pc_z, layout.channels), torch::Tensor()};
+  }
+};
+
+// A per-channel parameter broadcast against x (shape [C, 1, 1, ...]); a per-tensor one as it is.
+torch::Tensor broadcastable(const torch::Tensor& p, const torch::Tensor& x) {
+  if (!per_channel_param(p, x)) return p.reshape({});
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[0] = x.size(0);
+  return p.reshape(shape);
+}
+
+}  // namespace
+
+void set_kernel(Kernel kernel) {
+  active_kernel.store(kernel);
+}
+
+Kernel kernel() {
+  return active_kernel.load();
+}
+
+torch::Tensor round_pass(const torch::Tensor& x) {
+  return (x.round() - x).detach() + x;
+}
+
+torch::Tensor grad_scale(const torch::Tensor& x, double factor) {
+  const torch::Tensor scaled = x * factor;
+  return (x - scaled).detach() + scaled;
+}
+
+torch::Tensor reference_fake_quant_affine(const torch::Tensor& x, const torch::Tensor& scale,
+                                          const torch::Tensor& offset, int lo, int hi) {
+  const torch::Tensor s = broadcastable(scale, x), b = broadcastable(offset, x);
+  const torch::Tensor v = torch::clamp((x - b) / s, lo, hi);
+  return round_pass(v) * s + b;
+}
+
+torch::Tensor reference_fake_quant_zero_point(const torch::Tensor& x, const torch::Tensor& scale,
+                                              const torch::Tensor& zero_point, int qmax) {
+  const torch::Tensor s = broadcastable(scale, x), z = broadcastable(zero_point, x);
+  const torch::Tensor code = torch::clamp(round_pass(x / s) + z, 0, qmax);
+  return (code - z) * s;
+}
+
+torch::Tensor fake_quant_affine(const torch::Tensor& x, const torch::Tensor& scale,
+                                const torch::Tensor& offset, int lo, int hi) {
+  if (!fused_applies(x, {scale, offset})) return reference_fake_quant_affine(x, scale, offset, lo, hi);
+  return AffineFunction::apply(x, scale, offset, lo, hi);
+}
+
+torch::Tensor fake_quant_zero_point(const torch::Tensor& x, const torch::Tensor& scale,
+                                    const torch::Tensor& zero_point, int qmax) {
+  if (!fused_applies(x, {scale, zero_point}))
+    return reference_fake_quant_zero_point(x, scale, zero_point, qmax);
+  return ZeroPointFunction::apply(x, scale, zero_point, qmax);
+}
+
+}  // namespace qnas::quant
