@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake pkg-config
   libtorch-dev        # training, autograd, elastic modules (CPU LibTorch 1.13)
+  libgloo-dev         # the headers c10d's Gloo process group needs (data-parallel training)
   libdnnl-dev         # oneDNN: INT8 / FP32 inference and latency
   ocl-icd-opencl-dev  # dnnl-config.cmake requires OpenCL; libdnnl-dev only recommends it
   libonnx-dev         # ONNX QDQ export

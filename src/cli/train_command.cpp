@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "data/fashion_mnist.h"
+#include "dist/process_group.h"
 #include "nn/supernet.h"
 #include "space/published.h"
 #include "train/trainer.h"
@@ -95,8 +96,18 @@ void run_train(const TrainArgs& a) {
   std::fprintf(stderr, "qnas train: %s %s, preset %s, %d fp32 + %d int%d epochs, %d threads, run dir %s\n",
                a.subnet.empty() ? "supernet" : "static subnet of", space.encode().c_str(), a.preset.c_str(),
                config.epochs, config.qat_epochs, config.qat_bits, torch::get_num_threads(), run_dir.c_str());
+  // Launched by scripts/launch-local.sh, torchrun or srun: data parallel over the ranks of the environment.
+  const dist::Launch launch = dist::launch_from_environment();
+  std::unique_ptr<dist::ProcessGroup> group;
+  if (launch.distributed()) {
+    std::fprintf(stderr, "qnas train: rank %d of %d, rendezvous at %s:%d\n", launch.rank, launch.world_size,
+                 launch.master_addr.c_str(), launch.master_port);
+    group = std::make_unique<dist::ProcessGroup>(launch);
+  }
   train::Trainer trainer(config, model, train_set, test_set, run_dir);
+  trainer.set_process_group(group.get());
   const auto logs = trainer.run();
+  if (launch.rank != 0) return;  // rank 0 writes the results
   std::string table = results_table(logs);
   json results = {{"space", space.encode()},
                   {"subnet", a.subnet},

@@ -3,8 +3,64 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "quant/collectives.h"
 
 namespace qnas::nn {
+namespace {
+
+// Training-mode batch norm over the batches of all ranks: the per-channel sum, sum of squares and count are
+// all-reduced forward (in double), the sums of dy and dy * x_hat backward. Weight and bias get this rank's
+// own sums, like every other parameter, and the trainer averages them with the rest.
+class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias,
+                               torch::Tensor running_mean, torch::Tensor running_var, double momentum,
+                               double eps) {
+    const quant::Collectives& sync = *quant::collectives();
+    const std::vector<int64_t> dims = {0, 2, 3};
+    torch::Tensor sum = x.sum(dims, false, torch::kDouble),
+                  squares = (x * x).sum(dims, false, torch::kDouble);
+    torch::Tensor count = torch::full({1}, static_cast<double>(x.numel() / std::max<int64_t>(x.size(1), 1)),
+                                      torch::TensorOptions().dtype(torch::kDouble).device(x.device()));
+    sync.sum({sum, squares, count});
+    const double n = count.item<double>();
+    const torch::Tensor mean = sum / n, var = (squares / n - mean * mean).clamp_min(0);
+    const torch::Tensor invstd = (var + eps).rsqrt();
+    const torch::Tensor mean_f = mean.to(x.scalar_type()), invstd_f = invstd.to(x.scalar_type());
+    const std::vector<int64_t> shape = {1, x.size(1), 1, 1};
+    const torch::Tensor y = (x - mean_f.view(shape)) * (invstd_f * weight).view(shape) + bias.view(shape);
+    {
+      torch::NoGradGuard no_grad;
+      running_mean.mul_(1 - momentum).add_(mean_f * momentum);
+      running_var.mul_(1 - momentum).add_(var.to(x.scalar_type()) * (momentum * n / std::max(n - 1, 1.0)));
+    }
+    ctx->save_for_backward({x, weight, mean_f, invstd_f});
+    ctx->saved_data["n"] = n;
+    ctx->saved_data["sync"] = reinterpret_cast<std::int64_t>(&sync);
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3];
+    const auto& sync = *reinterpret_cast<const quant::Collectives*>(ctx->saved_data["sync"].toInt());
+    const double n = ctx->saved_data["n"].toDouble();
+    const std::vector<int64_t> dims = {0, 2, 3}, shape = {1, x.size(1), 1, 1};
+    const torch::Tensor dy = grads[0];
+    const torch::Tensor x_hat = (x - mean.view(shape)) * invstd.view(shape);
+    const torch::Tensor sum_dy = dy.sum(dims), sum_dy_x_hat = (dy * x_hat).sum(dims);
+    torch::Tensor global_dy = sum_dy.to(torch::kDouble), global_dy_x_hat = sum_dy_x_hat.to(torch::kDouble);
+    sync.sum({global_dy, global_dy_x_hat});
+    const torch::Tensor mean_dy = (global_dy / n).to(x.scalar_type()).view(shape);
+    const torch::Tensor mean_dy_x_hat = (global_dy_x_hat / n).to(x.scalar_type()).view(shape);
+    const torch::Tensor dx = (dy - mean_dy - x_hat * mean_dy_x_hat) * (invstd * weight).view(shape);
+    return {dx, sum_dy_x_hat, sum_dy, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
 
 DynamicConv2dImpl::DynamicConv2dImpl(int max_in, int max_out, int max_kernel, int stride, bool depthwise)
     : max_in_(max_in),
@@ -80,6 +136,9 @@ torch::Tensor DynamicBatchNorm2dImpl::forward(const torch::Tensor& x) {
   if (is_training()) batches_tracked_.add_(1);
   // narrow() gives views, so the update lands in the leading channels of the shared buffers.
   torch::Tensor mean = running_mean.narrow(0, 0, c), var = running_var.narrow(0, 0, c);
+  if (is_training() && quant::collectives() && x.dim() == 4) {
+    return SyncBatchNormFunction::apply(x, weight.narrow(0, 0, c), bias.narrow(0, 0, c), mean, var, m, eps);
+  }
   return torch::batch_norm(x, weight.narrow(0, 0, c), bias.narrow(0, 0, c), mean, var, is_training(), m, eps,
                            /*cudnn_enabled=*/true);
 }

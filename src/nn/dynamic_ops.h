@@ -38,6 +38,9 @@ class DynamicConv2dImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DynamicConv2d);
 
+// Data-parallel training normalises over the global batch: while quant::set_collectives() is set on this
+// thread, every training-mode DynamicBatchNorm2d all-reduces its per-channel sums, forward and backward
+// (synchronised batch norm), so N ranks with B/N images each compute what one process computes with B.
 // Batch norm over the leading channels of its largest width; running statistics of the inactive channels
 // are left untouched.
 class DynamicBatchNorm2dImpl : public torch::nn::Module {

@@ -4,9 +4,30 @@
 
 #include "core/error.h"
 #include "core/quant_contract.h"
+#include "quant/collectives.h"
 
 namespace qnas::quant {
+
 namespace {
+thread_local const Collectives* active_collectives = nullptr;
+}  // namespace
+
+void set_collectives(const Collectives* c) {
+  active_collectives = c;
+}
+
+const Collectives* collectives() {
+  return active_collectives;
+}
+
+namespace {
+
+// [min, max] of x over the batches of all ranks (one all-reduce of [-min, max]).
+torch::Tensor global_range(const torch::Tensor& x) {
+  torch::Tensor range = torch::stack({-x.detach().min(), x.detach().max()});
+  if (active_collectives) active_collectives->max(range);
+  return torch::stack({-range[0], range[1]});
+}
 
 // Every element of one sample shares the activation scale, so LSQ's N is the per-sample element count.
 double activation_grad_factor(const torch::Tensor& x, int qmax) {
@@ -48,7 +69,8 @@ torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
   if (bits_ == kFloatBits) return x;
   if (!initialized()) {
     torch::NoGradGuard no_grad;
-    const double lo = x.min().item<double>(), hi = x.max().item<double>();
+    const torch::Tensor range = global_range(x);
+    const double lo = range[0].item<double>(), hi = range[1].item<double>();
     scale.fill_(std::max(hi - lo, 1e-8) / qmax());
     offset.fill_(lo);
     initialized_.fill_(true);
@@ -143,8 +165,9 @@ void BatchQuantActivationImpl::reset_statistics() {
 std::pair<torch::Tensor, torch::Tensor> BatchQuantActivationImpl::scale_and_offset(const torch::Tensor& x) {
   torch::Tensor lo, hi;
   if (is_training() || calibrating_) {
-    lo = x.detach().min().reshape({1});
-    hi = x.detach().max().reshape({1});
+    const torch::Tensor range = global_range(x);
+    lo = range[0].reshape({1});
+    hi = range[1].reshape({1});
   } else {
     lo = running_min;
     hi = running_max;

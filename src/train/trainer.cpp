@@ -313,9 +313,39 @@ void Trainer::set_lr(double lr) {
     static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
 }
 
-Trainer::StepLosses Trainer::step(const torch::Tensor& images, const torch::Tensor& labels,
+void Trainer::set_process_group(dist::ProcessGroup* group) {
+  group_ = group && group->world_size() > 1 ? group : nullptr;
+  if (!group_) return;
+  if (config_.batch_size % group_->world_size() != 0) {
+    fail("batch_size {} does not split over {} ranks: use a multiple of WORLD_SIZE", config_.batch_size,
+         group_->world_size());
+  }
+  collectives_.sum = [group = group_](const std::vector<torch::Tensor>& t) { group->allreduce_sum(t); };
+  collectives_.max = [group = group_](torch::Tensor& t) { group->allreduce_max(t); };
+}
+
+namespace {
+
+// Sets the layers' collectives for one training step and clears them after it, however it ends.
+class CollectivesScope {
+ public:
+  explicit CollectivesScope(const quant::Collectives* c) { quant::set_collectives(c); }
+  ~CollectivesScope() { quant::set_collectives(nullptr); }
+};
+
+}  // namespace
+
+Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torch::Tensor& global_labels,
                                   std::int64_t global_step) {
   StepLosses out;
+  // Each rank takes its contiguous slice of the global batch: disjoint samples, the same subnets.
+  torch::Tensor images = global_images, labels = global_labels;
+  if (group_) {
+    const std::int64_t share = global_images.size(0) / group_->world_size();
+    images = global_images.narrow(0, share * group_->rank(), share);
+    labels = global_labels.narrow(0, share * group_->rank(), share);
+  }
+  const CollectivesScope scope(group_ ? &collectives_ : nullptr);
   // Gradients are dropped, not zeroed (PyTorch 2's set_to_none): a weight no subnet of this step used then
   // gets no momentum or decay update, as in PyTorch 2, whatever LibTorch this builds against; and a
   // resumed run, whose weights start without gradients, takes the same steps as an uninterrupted one.
@@ -356,6 +386,25 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& images, const torch::Tens
     }
     supernet->set_active(supernet->sample_max());
   }
+  if (group_) {
+    // One bucket: every gradient plus this step's loss, distillation and correct count, summed.
+    std::vector<torch::Tensor> bucket;
+    for (const auto& p : model_->parameters()) {
+      if (p.grad().defined()) bucket.push_back(p.grad());
+    }
+    torch::Tensor stats = torch::tensor({out.loss, out.distill, static_cast<double>(out.correct)},
+                                        torch::TensorOptions().dtype(torch::kFloat).device(device_));
+    bucket.push_back(stats);
+    {
+      torch::NoGradGuard no_grad;
+      group_->allreduce_sum(bucket);
+      const double inverse = 1.0 / group_->world_size();
+      for (size_t i = 0; i + 1 < bucket.size(); ++i) bucket[i].mul_(inverse);
+    }
+    out.loss = stats[0].item<double>() / group_->world_size();
+    out.distill = stats[1].item<double>() / group_->world_size();
+    out.correct = static_cast<std::int64_t>(std::llround(stats[2].item<double>()));
+  }
   optimizer_->step();
   return out;
 }
@@ -375,7 +424,7 @@ EpochLog Trainer::train_epoch(int epoch) {
   const int total_epochs = config_.epochs + config_.qat_epochs;
   ProgressLine progress(fmt::format("epoch {}/{} ({})", epoch + 1, total_epochs,
                                     bits == 32 ? "fp32" : "int" + std::to_string(bits)),
-                        batches, "batches");
+                        batches, "batches", is_writer() ? stderr : nullptr);
   EpochLog log;
   log.epoch = epoch;
   log.bits = bits;
@@ -512,8 +561,22 @@ std::vector<EpochLog> Trainer::run() {
   fs::create_directories(run_dir_);
   const int total = config_.epochs + config_.qat_epochs;
   const int done = load_checkpoint();
+  if (group_) {
+    // Every rank must resume from the same epoch: one that cannot see rank 0's checkpoint would train
+    // other steps and the collectives would pair unrelated tensors.
+    torch::Tensor seen = torch::tensor({static_cast<float>(done), -static_cast<float>(done)});
+    group_->allreduce_max(seen);
+    if (seen[0].item<int>() != done || -seen[1].item<int>() != done) {
+      fail(
+          "rank {} resumes from epoch {} but another rank from epoch {}: every rank must see the same {} "
+          "(a run directory on a shared file system)",
+          group_->rank(), done, seen[0].item<int>() != done ? seen[0].item<int>() : -seen[1].item<int>(),
+          checkpoint_path().string());
+    }
+  }
   if (done > 0) {
-    std::fprintf(stderr, "resuming %s from epoch %d of %d\n", checkpoint_path().c_str(), done, total);
+    if (is_writer())
+      std::fprintf(stderr, "resuming %s from epoch %d of %d\n", checkpoint_path().c_str(), done, total);
     // Bit-widths are settings, not state: a finished run evaluates in the precision it ended in.
     set_bits(bits_of(done - 1));
   }
@@ -522,6 +585,10 @@ std::vector<EpochLog> Trainer::run() {
     const bool phase_end = epoch + 1 == config_.epochs || epoch + 1 == total;
     auto subnets = evaluation_subnets();
     if (!phase_end && subnets.size() > 2) subnets.resize(2);  // max and min every epoch, all at a phase's end
+    if (!is_writer()) {
+      logs_.push_back(log);
+      continue;  // rank 0 evaluates and writes; the next step's all-reduce waits for it
+    }
     log.eval = evaluate(subnets);
     std::string line = fmt::format("epoch {}/{}: loss {:.4f}, train acc {:.4f}, {:.0f} img/s;", epoch + 1,
                                    total, log.loss, log.train_accuracy, log.images_per_second);

@@ -15,7 +15,9 @@
 
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "dist/process_group.h"
 #include "nn/network.h"
+#include "quant/collectives.h"
 #include "space/subnet.h"
 #include "train/losses.h"
 
@@ -92,6 +94,12 @@ class Trainer {
   // max, min and `eval_random_subnets` random subnets drawn with the config's seed.
   std::vector<std::pair<std::string, space::Subnet>> evaluation_subnets() const;
 
+  // Data parallel over `group` (not owned; null = one process): each rank trains on its slice of every
+  // global batch with the same subnets, batch norm and quantizer ranges over the whole batch, gradients
+  // averaged before each step; rank 0 alone evaluates and writes checkpoints and logs, every rank resumes
+  // from the same checkpoint. Call before run().
+  void set_process_group(dist::ProcessGroup* group);
+
   // Test hook: throw TrainingInterrupted after this many optimizer steps of this process (a kill).
   void interrupt_after_steps(std::int64_t steps) { interrupt_after_ = steps; }
   std::filesystem::path checkpoint_path() const { return run_dir_ / "checkpoint.pt"; }
@@ -124,6 +132,9 @@ class Trainer {
   std::int64_t batches_per_epoch_ = 1;
   int bits_ = 32;  // what the quantizers are set to now
   std::int64_t steps_this_process_ = 0;
+  dist::ProcessGroup* group_ = nullptr;
+  quant::Collectives collectives_;
+  bool is_writer() const { return !group_ || group_->rank() == 0; }
   std::int64_t interrupt_after_ = -1;
 };
 

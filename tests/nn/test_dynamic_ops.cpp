@@ -1,6 +1,7 @@
 // Elastic layers against plain LibTorch ops on the sliced weights: a sub-configuration of a shared layer
 // must compute exactly what a static layer holding that slice computes.
 #include "nn/dynamic_ops.h"
+#include "quant/collectives.h"
 
 #include <gtest/gtest.h>
 
@@ -112,3 +113,40 @@ TEST(DynamicLinear, LeadingRowsAndColumns) {
 }
 
 }  // namespace
+
+// Synchronised batch norm with the collectives of a single rank (sums are the identity) is plain batch
+// norm: output, running statistics and the gradients of input, weight and bias.
+TEST(DynamicBatchNorm2d, SynchronisedOnOneRankEqualsPlainBatchNorm) {
+  torch::manual_seed(5);
+  const torch::Tensor x0 = torch::randn({6, 8, 5, 5}) * 2 + 1, upstream = torch::randn({6, 5, 5, 5});
+  auto run = [&](bool synchronised) {
+    qnas::nn::DynamicBatchNorm2d bn(8);
+    {
+      torch::NoGradGuard no_grad;
+      bn->weight.copy_(torch::linspace(0.5, 1.5, 8));
+      bn->bias.copy_(torch::linspace(-0.2, 0.3, 8));
+    }
+    bn->train();
+    qnas::quant::Collectives one_rank;
+    one_rank.sum = [](const std::vector<torch::Tensor>&) {};
+    one_rank.max = [](torch::Tensor&) {};
+    qnas::quant::set_collectives(synchronised ? &one_rank : nullptr);
+    torch::Tensor x = x0.narrow(1, 0, 5).clone().requires_grad_(true);
+    const torch::Tensor y = bn->forward(x);
+    (y * upstream).sum().backward();
+    qnas::quant::set_collectives(nullptr);
+    return std::vector<torch::Tensor>{y.detach(),
+                                      x.grad(),
+                                      bn->weight.grad(),
+                                      bn->bias.grad(),
+                                      bn->running_mean.clone(),
+                                      bn->running_var.clone()};
+  };
+  const auto plain = run(false), synced = run(true);
+  const char* names[] = {"output", "d/dx", "d/dweight", "d/dbias", "running mean", "running var"};
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(synced[i], plain[i], 1e-4, 1e-5)) << names[i] << "\n"
+                                                                  << synced[i] << "\n"
+                                                                  << plain[i];
+  }
+}

@@ -1,0 +1,194 @@
+#include "dist/process_group.h"
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <fmt/format.h>
+
+#include <thread>
+
+#include "core/error.h"
+
+namespace qnas::dist {
+namespace {
+
+int integer_from(const Getenv& getenv, const char* name, int fallback) {
+  const char* value = getenv(name);
+  if (!value || !*value) return fallback;
+  try {
+    size_t used = 0;
+    const int parsed = std::stoi(value, &used);
+    if (used == std::string(value).size()) return parsed;
+  } catch (const std::exception&) {
+  }
+  fail("{}='{}' is not an integer: set it to a number or unset it", name, value);
+}
+
+// The first host of a Slurm node list such as "node[01-04],gpu7" when it is a plain name ("node01" needs
+// the bracket expansion Slurm's own tools do, so it is left to MASTER_ADDR).
+std::string first_slurm_host(const char* nodelist) {
+  if (!nodelist) return "";
+  const std::string list(nodelist);
+  const std::string first = list.substr(0, list.find(','));
+  return first.find('[') == std::string::npos ? first : "";
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
+Launch launch_from_environment(const Getenv& getenv) {
+  Launch launch;
+  const bool torchrun = getenv("WORLD_SIZE") && *getenv("WORLD_SIZE");
+  const bool slurm = !torchrun && getenv("SLURM_NTASKS") && *getenv("SLURM_NTASKS");
+  const char* size_name = torchrun ? "WORLD_SIZE" : "SLURM_NTASKS";
+  const char* rank_name = torchrun ? "RANK" : "SLURM_PROCID";
+  if (torchrun || slurm) {
+    launch.world_size = integer_from(getenv, size_name, 1);
+    launch.rank = integer_from(getenv, rank_name, 0);
+    launch.local_rank = integer_from(getenv, torchrun ? "LOCAL_RANK" : "SLURM_LOCALID", 0);
+  }
+  if (launch.world_size < 1) fail("{}={} must be at least 1", size_name, launch.world_size);
+  if (launch.rank < 0 || launch.rank >= launch.world_size) {
+    fail("{}={} is outside [0, {}={}): every rank needs a distinct rank below the world size", rank_name,
+         launch.rank, size_name, launch.world_size);
+  }
+  if (const char* addr = getenv("MASTER_ADDR"); addr && *addr) {
+    launch.master_addr = addr;
+  } else if (slurm && !first_slurm_host(getenv("SLURM_NODELIST")).empty()) {
+    launch.master_addr = first_slurm_host(getenv("SLURM_NODELIST"));
+  }
+  launch.master_port = integer_from(getenv, "MASTER_PORT", launch.master_port);
+  if (launch.master_port < 1 || launch.master_port > 65535) {
+    fail("MASTER_PORT={} is not a TCP port (1-65535)", launch.master_port);
+  }
+  const int timeout_s =
+      integer_from(getenv, "QNAS_DIST_TIMEOUT", static_cast<int>(launch.timeout.count() / 1000));
+  if (timeout_s < 1) fail("QNAS_DIST_TIMEOUT={} must be at least 1 (seconds)", timeout_s);
+  launch.timeout = std::chrono::seconds(timeout_s);
+  return launch;
+}
+
+struct ProcessGroup::State {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+};
+
+ProcessGroup::ProcessGroup(const Launch& launch) : launch_(launch), state_(std::make_unique<State>()) {
+  const std::string where = fmt::format("{}:{}", launch.master_addr, launch.master_port);
+  const double seconds = static_cast<double>(launch.timeout.count()) / 1000.0;
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<std::uint16_t>(launch.master_port);
+  options.isServer = launch.rank == 0;
+  options.waitWorkers = false;  // the join below counts the ranks itself, to say how many came
+  options.timeout = launch.timeout;
+  try {
+    state_->store = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, options);
+  } catch (const std::exception& e) {
+    fail(
+        "rank {}: cannot {} the rendezvous store at {} within {:.0f} s ({}): check MASTER_ADDR/MASTER_PORT, "
+        "that rank 0 runs and that the port is free",
+        launch.rank, launch.rank == 0 ? "open" : "reach", where, seconds, e.what());
+  }
+  // Every rank announces its WORLD_SIZE; a rank started with another one, or a missing rank, is named.
+  auto& store = *state_->store;
+  store.set(fmt::format("qnas/world_size/{}", launch.rank),
+            std::vector<uint8_t>(1, static_cast<uint8_t>(std::min(launch.world_size, 255))));
+  const std::int64_t joined = store.add("qnas/joined", 1);
+  (void)joined;
+  const auto deadline = std::chrono::steady_clock::now() + launch.timeout;
+  std::int64_t count = 0;
+  while ((count = store.add("qnas/joined", 0)) < launch.world_size) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      fail(
+          "rank {}: only {} of WORLD_SIZE={} ranks joined at {} within {:.0f} s: start every rank, with the "
+          "same WORLD_SIZE",
+          launch.rank, count, launch.world_size, where, seconds);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (count > launch.world_size) {
+    fail("rank {}: {} ranks joined at {} but WORLD_SIZE={}: the ranks were started with different WORLD_SIZE",
+         launch.rank, count, where, launch.world_size);
+  }
+  auto options_gloo = c10d::ProcessGroupGloo::Options::create(launch.timeout);
+  options_gloo->devices.push_back(is_loopback(launch.master_addr)
+                                      ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                      : c10d::ProcessGroupGloo::createDefaultDevice());
+  try {
+    state_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>("qnas/gloo", state_->store), launch.rank, launch.world_size,
+        options_gloo);
+  } catch (const std::exception& e) {
+    fail("rank {}: the Gloo process group did not form at {} ({})", launch.rank, where, e.what());
+  }
+  // A rank that reached this point with another WORLD_SIZE than rank 0 is stopped here.
+  const std::vector<uint8_t> first = store.get("qnas/world_size/0");
+  if (first.empty() || first[0] != static_cast<uint8_t>(std::min(launch.world_size, 255))) {
+    fail("rank {} was started with WORLD_SIZE={} but rank 0 with {}: start every rank with the same one",
+         launch.rank, launch.world_size, first.empty() ? 0 : first[0]);
+  }
+}
+
+ProcessGroup::~ProcessGroup() = default;
+
+namespace {
+
+void wait_for(const c10::intrusive_ptr<c10d::Work>& work, const Launch& launch, const char* what) {
+  try {
+    work->wait();
+  } catch (const std::exception& e) {
+    fail(
+        "rank {}: {} across {} ranks failed ({}): another rank stopped or is {} s behind; the run resumes "
+        "from "
+        "its last checkpoint when started again",
+        launch.rank, what, launch.world_size, e.what(), launch.timeout.count() / 1000);
+  }
+}
+
+}  // namespace
+
+void ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
+  if (tensors.empty()) return;
+  std::vector<torch::Tensor> flat_parts;
+  flat_parts.reserve(tensors.size());
+  for (const auto& t : tensors) flat_parts.push_back(t.reshape({-1}));
+  std::vector<torch::Tensor> bucket = {torch::cat(flat_parts)};
+  wait_for(state_->group->allreduce(bucket), launch_, "a gradient all-reduce");
+  std::int64_t at = 0;
+  for (const auto& t : tensors) {
+    t.copy_(bucket[0].narrow(0, at, t.numel()).view(t.sizes()));
+    at += t.numel();
+  }
+}
+
+void ProcessGroup::allreduce_max(torch::Tensor& tensor) {
+  std::vector<torch::Tensor> one = {tensor};
+  c10d::AllreduceOptions options;
+  options.reduceOp = c10d::ReduceOp::MAX;
+  wait_for(state_->group->allreduce(one, options), launch_, "a maximum all-reduce");
+}
+
+void ProcessGroup::barrier() {
+  wait_for(state_->group->barrier(), launch_, "a barrier");
+}
+
+std::int64_t ProcessGroup::add(const std::string& key, std::int64_t value) {
+  return state_->store->add("qnas/user/" + key, value);
+}
+
+void average_gradients(ProcessGroup& group, const std::vector<torch::Tensor>& parameters) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  torch::NoGradGuard no_grad;
+  group.allreduce_sum(grads);
+  const double inverse = 1.0 / group.world_size();
+  for (auto& g : grads) g.mul_(inverse);
+}
+
+}  // namespace qnas::dist
