@@ -8,9 +8,9 @@
 namespace qnas::nn {
 namespace {
 
-// Training-mode batch norm over the batches of all ranks: the per-channel sum, sum of squares and count are
-// all-reduced forward (in double), the sums of dy and dy * x_hat backward. Weight and bias get this rank's
-// own sums, like every other parameter, and the trainer averages them with the rest.
+// Training-mode batch norm over the batches of all ranks: forward all-reduces the per-channel sum and count,
+// then the sum of squared deviations (in double), backward the sums of dy and dy * x_hat. Weight and bias get
+// this rank's own sums, like every other parameter, and the trainer averages them with the rest.
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
@@ -19,17 +19,21 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
                                double eps) {
     const quant::Collectives& sync = *quant::collectives();
     const std::vector<int64_t> dims = {0, 2, 3};
-    torch::Tensor sum = x.sum(dims, false, torch::kDouble),
-                  squares = (x * x).sum(dims, false, torch::kDouble);
+    const std::vector<int64_t> shape = {1, x.size(1), 1, 1};
+    // Two passes, as LibTorch's own batch norm is exact to float rounding: E[x^2] - E[x]^2 cancels
+    // catastrophically for a channel whose mean is large against its spread.
+    torch::Tensor sum = x.sum(dims, false, torch::kDouble);
     torch::Tensor count = torch::full({1}, static_cast<double>(x.numel() / std::max<int64_t>(x.size(1), 1)),
                                       torch::TensorOptions().dtype(torch::kDouble).device(x.device()));
-    sync.sum({sum, squares, count});
+    sync.sum({sum, count});
     const double n = count.item<double>();
-    const torch::Tensor mean = sum / n, var = (squares / n - mean * mean).clamp_min(0);
-    const torch::Tensor invstd = (var + eps).rsqrt();
-    const torch::Tensor mean_f = mean.to(x.scalar_type()), invstd_f = invstd.to(x.scalar_type());
-    const std::vector<int64_t> shape = {1, x.size(1), 1, 1};
-    const torch::Tensor y = (x - mean_f.view(shape)) * (invstd_f * weight).view(shape) + bias.view(shape);
+    const torch::Tensor mean = sum / n, mean_f = mean.to(x.scalar_type());
+    const torch::Tensor centred = x - mean_f.view(shape);
+    torch::Tensor squares = (centred * centred).sum(dims, false, torch::kDouble);
+    sync.sum({squares});
+    const torch::Tensor var = squares / n;
+    const torch::Tensor invstd_f = (var + eps).rsqrt().to(x.scalar_type());
+    const torch::Tensor y = centred * (invstd_f * weight).view(shape) + bias.view(shape);
     {
       torch::NoGradGuard no_grad;
       running_mean.mul_(1 - momentum).add_(mean_f * momentum);
@@ -51,7 +55,10 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const torch::Tensor dy = grads[0];
     const torch::Tensor x_hat = (x - mean.view(shape)) * invstd.view(shape);
     const torch::Tensor sum_dy = dy.sum(dims), sum_dy_x_hat = (dy * x_hat).sum(dims);
-    torch::Tensor global_dy = sum_dy.to(torch::kDouble), global_dy_x_hat = sum_dy_x_hat.to(torch::kDouble);
+    // Copies: the all-reduce works in place, and the weight and bias keep this rank's own sums (to() alone
+    // would alias them in a double network).
+    torch::Tensor global_dy = sum_dy.to(torch::kDouble, false, /*copy=*/true);
+    torch::Tensor global_dy_x_hat = sum_dy_x_hat.to(torch::kDouble, false, /*copy=*/true);
     sync.sum({global_dy, global_dy_x_hat});
     const torch::Tensor mean_dy = (global_dy / n).to(x.scalar_type()).view(shape);
     const torch::Tensor mean_dy_x_hat = (global_dy_x_hat / n).to(x.scalar_type()).view(shape);

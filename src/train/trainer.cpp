@@ -49,6 +49,12 @@ torch::Device parse_device(const std::string& name) {
   fail("unknown device '{}': use cpu or cuda", name);
 }
 
+// Images go to the network's precision (float32, or float64 where a test needs exact arithmetic).
+torch::Dtype parameter_dtype(torch::nn::Module& model) {
+  const auto parameters = model.parameters();
+  return parameters.empty() ? torch::kFloat : parameters.front().scalar_type();
+}
+
 nn::SupernetImpl* as_supernet(nn::NetworkImpl* model) {
   return dynamic_cast<nn::SupernetImpl*>(model);
 }
@@ -185,13 +191,14 @@ json open_checkpoint(const fs::path& path, torch::serialize::InputArchive& archi
 
 double recalibrated_accuracy(nn::NetworkImpl& model, data::BatchLoader& calibration, int bn_batches,
                              data::BatchLoader& eval, const torch::Device& device) {
+  const torch::Dtype dtype = parameter_dtype(model);
   calibration.reset(0);
   data::Batch batch;
   nn::recalibrate_batch_norm(
       model,
       [&](torch::Tensor& images) {
         if (!calibration.next(batch)) return false;
-        images = batch.images.to(device);
+        images = batch.images.to(device, dtype);
         return true;
       },
       bn_batches);
@@ -199,7 +206,7 @@ double recalibrated_accuracy(nn::NetworkImpl& model, data::BatchLoader& calibrat
   std::int64_t correct = 0, seen = 0;
   eval.reset(0);
   while (eval.next(batch)) {
-    const torch::Tensor logits = model.forward(batch.images.to(device));
+    const torch::Tensor logits = model.forward(batch.images.to(device, dtype));
     correct += logits.argmax(1).eq(batch.labels.to(device)).sum().item<std::int64_t>();
     seen += batch.size();
   }
@@ -432,11 +439,12 @@ EpochLog Trainer::train_epoch(int epoch) {
   const auto start = std::chrono::steady_clock::now();
   double step_seconds = 0;
   std::int64_t seen = 0, correct = 0, b = 0;
+  const torch::Dtype dtype = parameter_dtype(*model_);
   data::Batch batch;
   while (loader.next(batch)) {
     set_lr(lr_at(epoch, b));
     const auto step_start = std::chrono::steady_clock::now();
-    const StepLosses l = step(batch.images.to(device_), batch.labels.to(device_), epoch * batches + b);
+    const StepLosses l = step(batch.images.to(device_, dtype), batch.labels.to(device_), epoch * batches + b);
     step_seconds += seconds_since(step_start);
     log.loss += l.loss;
     log.distill += l.distill;
