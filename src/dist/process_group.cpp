@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/strings.h"
 
 namespace qnas::dist {
 namespace {
@@ -93,12 +94,13 @@ ProcessGroup::ProcessGroup(const Launch& launch) : launch_(launch), state_(std::
         "that rank 0 runs and that the port is free",
         launch.rank, launch.rank == 0 ? "open" : "reach", where, seconds, e.what());
   }
-  // Every rank announces its WORLD_SIZE; a rank started with another one, or a missing rank, is named.
+  // Rank 0 publishes its WORLD_SIZE, every rank counts itself in; a missing rank, or one started with another
+  // WORLD_SIZE, is named below.
   auto& store = *state_->store;
-  store.set(fmt::format("qnas/world_size/{}", launch.rank),
-            std::vector<uint8_t>(1, static_cast<uint8_t>(std::min(launch.world_size, 255))));
-  const std::int64_t joined = store.add("qnas/joined", 1);
-  (void)joined;
+  const std::string world_size = std::to_string(launch.world_size);
+  if (launch.rank == 0)
+    store.set("qnas/world_size", std::vector<uint8_t>(world_size.begin(), world_size.end()));
+  store.add("qnas/joined", 1);
   const auto deadline = std::chrono::steady_clock::now() + launch.timeout;
   std::int64_t count = 0;
   while ((count = store.add("qnas/joined", 0)) < launch.world_size) {
@@ -114,6 +116,13 @@ ProcessGroup::ProcessGroup(const Launch& launch) : launch_(launch), state_(std::
     fail("rank {}: {} ranks joined at {} but WORLD_SIZE={}: the ranks were started with different WORLD_SIZE",
          launch.rank, count, where, launch.world_size);
   }
+  // A rank started with another WORLD_SIZE than rank 0 stops here, before the Gloo group waits for it.
+  const std::vector<uint8_t> published = store.get("qnas/world_size");
+  const std::string rank0_world_size(published.begin(), published.end());
+  if (rank0_world_size != world_size) {
+    fail("rank {} was started with WORLD_SIZE={} but rank 0 with {}: start every rank with the same one",
+         launch.rank, world_size, rank0_world_size);
+  }
   auto options_gloo = c10d::ProcessGroupGloo::Options::create(launch.timeout);
   options_gloo->devices.push_back(is_loopback(launch.master_addr)
                                       ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
@@ -123,13 +132,11 @@ ProcessGroup::ProcessGroup(const Launch& launch) : launch_(launch), state_(std::
         c10::make_intrusive<c10d::PrefixStore>("qnas/gloo", state_->store), launch.rank, launch.world_size,
         options_gloo);
   } catch (const std::exception& e) {
-    fail("rank {}: the Gloo process group did not form at {} ({})", launch.rank, where, e.what());
-  }
-  // A rank that reached this point with another WORLD_SIZE than rank 0 is stopped here.
-  const std::vector<uint8_t> first = store.get("qnas/world_size/0");
-  if (first.empty() || first[0] != static_cast<uint8_t>(std::min(launch.world_size, 255))) {
-    fail("rank {} was started with WORLD_SIZE={} but rank 0 with {}: start every rank with the same one",
-         launch.rank, launch.world_size, first.empty() ? 0 : first[0]);
+    fail(
+        "rank {}: the Gloo process group did not form at {} ({}): every rank needs a distinct RANK and the "
+        "same "
+        "WORLD_SIZE",
+        launch.rank, where, first_line(e.what()));
   }
 }
 
@@ -157,7 +164,7 @@ void ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
   flat_parts.reserve(tensors.size());
   for (const auto& t : tensors) flat_parts.push_back(t.reshape({-1}));
   std::vector<torch::Tensor> bucket = {torch::cat(flat_parts)};
-  wait_for(state_->group->allreduce(bucket), launch_, "a gradient all-reduce");
+  wait_for(state_->group->allreduce(bucket), launch_, "an all-reduce");
   std::int64_t at = 0;
   for (const auto& t : tensors) {
     t.copy_(bucket[0].narrow(0, at, t.numel()).view(t.sizes()));
@@ -178,17 +185,6 @@ void ProcessGroup::barrier() {
 
 std::int64_t ProcessGroup::add(const std::string& key, std::int64_t value) {
   return state_->store->add("qnas/user/" + key, value);
-}
-
-void average_gradients(ProcessGroup& group, const std::vector<torch::Tensor>& parameters) {
-  std::vector<torch::Tensor> grads;
-  for (const auto& p : parameters) {
-    if (p.grad().defined()) grads.push_back(p.grad());
-  }
-  torch::NoGradGuard no_grad;
-  group.allreduce_sum(grads);
-  const double inverse = 1.0 / group.world_size();
-  for (auto& g : grads) g.mul_(inverse);
 }
 
 }  // namespace qnas::dist

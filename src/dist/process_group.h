@@ -60,8 +60,4 @@ class ProcessGroup {
   std::unique_ptr<State> state_;
 };
 
-// Gradients of `parameters` averaged over the ranks in place (undefined gradients count as zero and stay
-// undefined on every rank where they are undefined everywhere).
-void average_gradients(ProcessGroup& group, const std::vector<torch::Tensor>& parameters);
-
 }  // namespace qnas::dist

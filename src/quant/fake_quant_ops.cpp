@@ -48,7 +48,15 @@ struct Param {
 // dense layout, channels-last included, is used as it is).
 struct Layout {
   std::int64_t channels = 1, inner = 0;
+
+  std::int64_t chunks_per_channel() const { return std::max<std::int64_t>((inner + kChunk - 1) / kChunk, 1); }
+  std::int64_t chunks() const { return channels * chunks_per_channel(); }
 };
+
+Layout layout_of(const torch::Tensor& x, bool per_channel) {
+  if (!per_channel) return {1, x.numel()};
+  return {x.size(0), x.size(0) ? x.numel() / x.size(0) : 0};
+}
 
 bool per_channel_param(const torch::Tensor& p, const torch::Tensor& x) {
   if (p.numel() == 1) return false;
@@ -74,17 +82,14 @@ torch::Tensor same_layout(const torch::Tensor& g, const torch::Tensor& like) {
 // Runs body(channel, begin, end, slot) over chunks of at most kChunk elements, in parallel; `slot` indexes
 // the chunk's partial sums.
 template <typename Body>
-std::int64_t for_each_chunk(const Layout& layout, Body&& body) {
-  const std::int64_t per_channel = (layout.inner + kChunk - 1) / kChunk;
-  const std::int64_t chunks = layout.channels * std::max<std::int64_t>(per_channel, 1);
-  at::parallel_for(0, chunks, 1, [&](std::int64_t first, std::int64_t last) {
+void for_each_chunk(const Layout& layout, Body&& body) {
+  const std::int64_t per_channel = layout.chunks_per_channel();
+  at::parallel_for(0, layout.chunks(), 1, [&](std::int64_t first, std::int64_t last) {
     for (std::int64_t k = first; k < last; ++k) {
-      const std::int64_t c = k / std::max<std::int64_t>(per_channel, 1);
-      const std::int64_t begin = (k % std::max<std::int64_t>(per_channel, 1)) * kChunk;
-      body(c, begin, std::min(begin + kChunk, layout.inner), k);
+      const std::int64_t begin = (k % per_channel) * kChunk;
+      body(k / per_channel, begin, std::min(begin + kChunk, layout.inner), k);
     }
   });
-  return chunks;
 }
 
 struct PartialSums {
@@ -232,7 +237,7 @@ class AffineFunction : public torch::autograd::Function<AffineFunction> {
     const Param ps{s.data_ptr<float>(), pc_s}, pb{b.data_ptr<float>(), pc_b};
     const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>();
     float* gxp = gx.data_ptr<float>();
-    std::vector<PartialSums> partial(static_cast<size_t>(chunk_count(layout)));
+    std::vector<PartialSums> partial(static_cast<size_t>(layout.chunks()));
     for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t slot) {
       const std::int64_t at = c * layout.inner + begin;
       const float sc = ps.at(c), of = pb.at(c);
@@ -245,14 +250,6 @@ class AffineFunction : public torch::autograd::Function<AffineFunction> {
     return {gx, reduce(partial, &PartialSums::scale, s, pc_s, layout.channels),
             reduce(partial, &PartialSums::offset, b, pc_b, layout.channels), torch::Tensor(),
             torch::Tensor()};
-  }
-
-  static Layout layout_of(const torch::Tensor& x, bool per_channel) {
-    if (!per_channel) return {1, x.numel()};
-    return {x.size(0), x.size(0) ? x.numel() / x.size(0) : 0};
-  }
-  static std::int64_t chunk_count(const Layout& layout) {
-    return layout.channels * std::max<std::int64_t>((layout.inner + kChunk - 1) / kChunk, 1);
   }
 };
 
@@ -267,7 +264,7 @@ class ZeroPointFunction : public torch::autograd::Function<ZeroPointFunction> {
     const torch::Tensor x = dense(input, pc_s || pc_z);
     const torch::Tensor s = scale.contiguous(), z = zero_point.contiguous();
     torch::Tensor y = torch::empty_like(x);
-    const Layout layout = AffineFunction::layout_of(x, pc_s || pc_z);
+    const Layout layout = layout_of(x, pc_s || pc_z);
     const Param ps{s.data_ptr<float>(), pc_s}, pz{z.data_ptr<float>(), pc_z};
     const float* xp = x.data_ptr<float>();
     float* yp = y.data_ptr<float>();
@@ -289,11 +286,11 @@ class ZeroPointFunction : public torch::autograd::Function<ZeroPointFunction> {
     const bool pc_s = per_channel_param(s, x), pc_z = per_channel_param(z, x);
     const torch::Tensor g = same_layout(grads[0], x);
     torch::Tensor gx = torch::empty_like(x);
-    const Layout layout = AffineFunction::layout_of(x, pc_s || pc_z);
+    const Layout layout = layout_of(x, pc_s || pc_z);
     const Param ps{s.data_ptr<float>(), pc_s}, pz{z.data_ptr<float>(), pc_z};
     const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>();
     float* gxp = gx.data_ptr<float>();
-    std::vector<PartialSums> partial(static_cast<size_t>(AffineFunction::chunk_count(layout)));
+    std::vector<PartialSums> partial(static_cast<size_t>(layout.chunks()));
     for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t slot) {
       const std::int64_t at = c * layout.inner + begin;
       const float sc = ps.at(c), zp = pz.at(c), limit = round_limit;

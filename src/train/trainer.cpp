@@ -574,12 +574,12 @@ std::vector<EpochLog> Trainer::run() {
     // other steps and the collectives would pair unrelated tensors.
     torch::Tensor seen = torch::tensor({static_cast<float>(done), -static_cast<float>(done)});
     group_->allreduce_max(seen);
-    if (seen[0].item<int>() != done || -seen[1].item<int>() != done) {
+    const int latest = seen[0].item<int>(), earliest = -seen[1].item<int>();
+    if (latest != earliest) {
       fail(
-          "rank {} resumes from epoch {} but another rank from epoch {}: every rank must see the same {} "
-          "(a run directory on a shared file system)",
-          group_->rank(), done, seen[0].item<int>() != done ? seen[0].item<int>() : -seen[1].item<int>(),
-          checkpoint_path().string());
+          "rank {} resumes from epoch {}, the ranks from epochs {} to {}: every rank must see the same {} (a "
+          "run directory on a shared file system)",
+          group_->rank(), done, earliest, latest, checkpoint_path().string());
     }
   }
   if (done > 0) {
