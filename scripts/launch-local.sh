@@ -22,9 +22,9 @@ for ((r = 0; r < ranks; r++)); do
 done
 status=0
 for _ in "${pids[@]}"; do
-  if ! wait -n; then
-    status=$?
-    ((status == 0)) && status=1
+  wait -n
+  status=$?
+  if ((status != 0)); then
     echo "launch-local: a rank failed (exit $status); stopping the others" >&2
     break
   fi
