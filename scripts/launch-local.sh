@@ -22,12 +22,11 @@ for ((r = 0; r < ranks; r++)); do
 done
 status=0
 for _ in "${pids[@]}"; do
-  wait -n
-  status=$?
-  if ((status != 0)); then
+  wait -n || {
+    status=$?
     echo "launch-local: a rank failed (exit $status); stopping the others" >&2
     break
-  fi
+  }
 done
 if ((status == 0)); then trap - EXIT; fi
 exit "$status"
