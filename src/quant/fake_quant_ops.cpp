@@ -123,8 +123,7 @@ bool fused_applies(const torch::Tensor& x, std::initializer_list<torch::Tensor> 
 
 // ---------------------------------------------------------------------------------------------------------
 // The element loops, as plain functions over restrict pointers, kept out of line: GCC 12 vectorises them
-// alone but not once inlined into the parallel loop. Backward
-// sums go through kLanes float terms per step into kLanes double accumulators, folded in a fixed order.
+// alone but not once inlined into the parallel loop.
 
 [[gnu::noinline]] void affine_forward_kernel(const float* __restrict x, float* __restrict y, std::int64_t n,
                                              float s, float b, float lo, float hi) {
@@ -134,40 +133,14 @@ bool fused_applies(const torch::Tensor& x, std::initializer_list<torch::Tensor> 
   }
 }
 
-// The reference's terms with (g * s) / s simplified to g: one division per element (the one that decides,
-// exactly as the forward did, whether the element was clipped). Scale: through the product (g * round) and
-// the quotient (-gx * v); offset: through the sum (g) and the difference (-gx).
-inline void affine_backward_element(float x, float g, float s, float b, float lo, float hi, float& gx,
-                                    float& term_s, float& term_b) {
-  const float v = (x - b) / s;
-  const bool inside = (v >= lo) & (v <= hi);
-  const float r = round_small(clamp_to(v, lo, hi));
-  gx = inside ? g : 0.0f;
-  term_s = g * r - gx * v;
-  term_b = g - gx;
-}
-
 [[gnu::noinline]] void zero_point_forward_kernel(const float* __restrict x, float* __restrict y,
-                                                 std::int64_t n, float s, float z, float q) {
-  const float limit = round_limit;
+                                                 std::int64_t n, float s, float z, float lo, float hi,
+                                                 float limit) {
   for (std::int64_t i = 0; i < n; ++i) {
     const float u = clamp_to(x[i] / s, -limit, limit);
-    const float code = clamp_to(round_small(u) + z, 0.0f, q);
+    const float code = clamp_to(round_small(u) + z, lo, hi);
     y[i] = (code - z) * s;
   }
-}
-
-// As above: scale through the product (g * (code - z)) and the quotient (-gx * u); zero point through the
-// sum (gx * s) and the difference (-g * s).
-inline void zero_point_backward_element(float x, float g, float s, float z, float q, float limit, float& gx,
-                                        float& term_s, float& term_z) {
-  const float u = x / s;
-  const float t = round_small(clamp_to(u, -limit, limit)) + z;
-  const bool inside = (t >= 0.0f) & (t <= q);
-  const float code = clamp_to(t, 0.0f, q);
-  gx = inside ? g : 0.0f;
-  term_s = g * (code - z) - gx * u;
-  term_z = (gx - g) * s;
 }
 
 // Blocks of kBlock elements: one loop computes the gradient of x and each element's two terms, the next adds
@@ -197,10 +170,53 @@ template <typename Element>
   return sums;
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// affine: y = round(clamp((x - b) / s, lo, hi)) * s + b
+// The two formulas, each with its code range [lo, hi]. Backward terms are the reference's with (g * s) / s
+// simplified to g: one division per element, the one that decides (exactly as the forward did) whether the
+// element was clipped.
 
-class AffineFunction : public torch::autograd::Function<AffineFunction> {
+// affine: y = round(clamp((x - b) / s, lo, hi)) * s + b
+struct Affine {
+  float lo, hi;
+
+  void forward(const float* x, float* y, std::int64_t n, float s, float b) const {
+    affine_forward_kernel(x, y, n, s, b, lo, hi);
+  }
+  // Scale: through the product (g * round) and the quotient (-gx * v); offset: through the sum (g) and the
+  // difference (-gx).
+  void element(float x, float g, float s, float b, float& gx, float& term_s, float& term_b) const {
+    const float v = (x - b) / s;
+    const bool inside = (v >= lo) & (v <= hi);
+    const float r = round_small(clamp_to(v, lo, hi));
+    gx = inside ? g : 0.0f;
+    term_s = g * r - gx * v;
+    term_b = g - gx;
+  }
+};
+
+// zero point: y = (clamp(round(x / s) + z, lo, hi) - z) * s, with [lo, hi] = [0, qmax]
+struct ZeroPoint {
+  float lo, hi;
+  float limit = round_limit;
+
+  void forward(const float* x, float* y, std::int64_t n, float s, float z) const {
+    zero_point_forward_kernel(x, y, n, s, z, lo, hi, limit);
+  }
+  // Scale: through the product (g * (code - z)) and the quotient (-gx * u); zero point: through the sum
+  // (gx * s) and the difference (-g * s).
+  void element(float x, float g, float s, float z, float& gx, float& term_s, float& term_z) const {
+    const float u = x / s;
+    const float t = round_small(clamp_to(u, -limit, limit)) + z;
+    const bool inside = (t >= lo) & (t <= hi);
+    const float code = clamp_to(t, lo, hi);
+    gx = inside ? g : 0.0f;
+    term_s = g * (code - z) - gx * u;
+    term_z = (gx - g) * s;
+  }
+};
+
+// One autograd function per formula: `offset` is the affine offset or the zero point.
+template <typename Formula>
+class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction<Formula>> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
                                const torch::Tensor& scale, const torch::Tensor& offset, int64_t lo,
@@ -213,10 +229,10 @@ class AffineFunction : public torch::autograd::Function<AffineFunction> {
     const Param ps{s.data_ptr<float>(), pc_s}, pb{b.data_ptr<float>(), pc_b};
     const float* xp = x.data_ptr<float>();
     float* yp = y.data_ptr<float>();
-    const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
+    const Formula formula{static_cast<float>(lo), static_cast<float>(hi)};
     for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t) {
       const std::int64_t at = c * layout.inner + begin;
-      affine_forward_kernel(xp + at, yp + at, end - begin, ps.at(c), pb.at(c), flo, fhi);
+      formula.forward(xp + at, yp + at, end - begin, ps.at(c), pb.at(c));
     });
     ctx->save_for_backward({x, s, b});
     ctx->saved_data["lo"] = lo;
@@ -228,8 +244,8 @@ class AffineFunction : public torch::autograd::Function<AffineFunction> {
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &x = saved[0], &s = saved[1], &b = saved[2];
-    const float lo = static_cast<float>(ctx->saved_data["lo"].toInt());
-    const float hi = static_cast<float>(ctx->saved_data["hi"].toInt());
+    const Formula formula{static_cast<float>(ctx->saved_data["lo"].toInt()),
+                          static_cast<float>(ctx->saved_data["hi"].toInt())};
     const bool pc_s = per_channel_param(s, x), pc_b = per_channel_param(b, x);
     const torch::Tensor g = same_layout(grads[0], x);
     torch::Tensor gx = torch::empty_like(x);
@@ -243,65 +259,13 @@ class AffineFunction : public torch::autograd::Function<AffineFunction> {
       const float sc = ps.at(c), of = pb.at(c);
       partial[static_cast<size_t>(slot)] =
           backward_kernel(xp + at, gp + at, gxp + at, end - begin,
-                          [sc, of, lo, hi](float xi, float gi, float& gxi, float& ts, float& tb) {
-                            affine_backward_element(xi, gi, sc, of, lo, hi, gxi, ts, tb);
+                          [formula, sc, of](float xi, float gi, float& gxi, float& ts, float& tb) {
+                            formula.element(xi, gi, sc, of, gxi, ts, tb);
                           });
     });
     return {gx, reduce(partial, &PartialSums::scale, s, pc_s, layout.channels),
             reduce(partial, &PartialSums::offset, b, pc_b, layout.channels), torch::Tensor(),
             torch::Tensor()};
-  }
-};
-
-// ---------------------------------------------------------------------------------------------------------
-// zero point: y = (clamp(round(x / s) + z, 0, qmax) - z) * s
-
-class ZeroPointFunction : public torch::autograd::Function<ZeroPointFunction> {
- public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
-                               const torch::Tensor& scale, const torch::Tensor& zero_point, int64_t qmax) {
-    const bool pc_s = per_channel_param(scale, input), pc_z = per_channel_param(zero_point, input);
-    const torch::Tensor x = dense(input, pc_s || pc_z);
-    const torch::Tensor s = scale.contiguous(), z = zero_point.contiguous();
-    torch::Tensor y = torch::empty_like(x);
-    const Layout layout = layout_of(x, pc_s || pc_z);
-    const Param ps{s.data_ptr<float>(), pc_s}, pz{z.data_ptr<float>(), pc_z};
-    const float* xp = x.data_ptr<float>();
-    float* yp = y.data_ptr<float>();
-    const float q = static_cast<float>(qmax);
-    for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t) {
-      const std::int64_t at = c * layout.inner + begin;
-      zero_point_forward_kernel(xp + at, yp + at, end - begin, ps.at(c), pz.at(c), q);
-    });
-    ctx->save_for_backward({x, s, z});
-    ctx->saved_data["qmax"] = qmax;
-    return y;
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const torch::Tensor &x = saved[0], &s = saved[1], &z = saved[2];
-    const float q = static_cast<float>(ctx->saved_data["qmax"].toInt());
-    const bool pc_s = per_channel_param(s, x), pc_z = per_channel_param(z, x);
-    const torch::Tensor g = same_layout(grads[0], x);
-    torch::Tensor gx = torch::empty_like(x);
-    const Layout layout = layout_of(x, pc_s || pc_z);
-    const Param ps{s.data_ptr<float>(), pc_s}, pz{z.data_ptr<float>(), pc_z};
-    const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>();
-    float* gxp = gx.data_ptr<float>();
-    std::vector<PartialSums> partial(static_cast<size_t>(layout.chunks()));
-    for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t slot) {
-      const std::int64_t at = c * layout.inner + begin;
-      const float sc = ps.at(c), zp = pz.at(c), limit = round_limit;
-      partial[static_cast<size_t>(slot)] =
-          backward_kernel(xp + at, gp + at, gxp + at, end - begin,
-                          [sc, zp, q, limit](float xi, float gi, float& gxi, float& ts, float& tz) {
-                            zero_point_backward_element(xi, gi, sc, zp, q, limit, gxi, ts, tz);
-                          });
-    });
-    return {gx, reduce(partial, &PartialSums::scale, s, pc_s, layout.channels),
-            reduce(partial, &PartialSums::offset, z, pc_z, layout.channels), torch::Tensor()};
   }
 };
 
@@ -349,14 +313,14 @@ torch::Tensor reference_fake_quant_zero_point(const torch::Tensor& x, const torc
 torch::Tensor fake_quant_affine(const torch::Tensor& x, const torch::Tensor& scale,
                                 const torch::Tensor& offset, int lo, int hi) {
   if (!fused_applies(x, {scale, offset})) return reference_fake_quant_affine(x, scale, offset, lo, hi);
-  return AffineFunction::apply(x, scale, offset, lo, hi);
+  return FakeQuantFunction<Affine>::apply(x, scale, offset, lo, hi);
 }
 
 torch::Tensor fake_quant_zero_point(const torch::Tensor& x, const torch::Tensor& scale,
                                     const torch::Tensor& zero_point, int qmax) {
   if (!fused_applies(x, {scale, zero_point}))
     return reference_fake_quant_zero_point(x, scale, zero_point, qmax);
-  return ZeroPointFunction::apply(x, scale, zero_point, qmax);
+  return FakeQuantFunction<ZeroPoint>::apply(x, scale, zero_point, 0, qmax);
 }
 
 }  // namespace qnas::quant
