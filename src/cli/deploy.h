@@ -11,11 +11,6 @@
 
 namespace qnas::cli {
 
-// Runs tools/ort-harness on an ONNX model and a file of float32 images; its JSON (timing and outputs).
-nlohmann::json run_ort_harness(const std::string& harness, const std::string& model,
-                               const std::string& images_file, const runtime::Program& program, int threads,
-                               int runs);
-
 // `qnas export onnx --run-dir D [--subnet ENC]` (needs LibTorch): the trained network, BN folded, with its
 // trained (or calibrated) scales and zero points and the deployer's metadata.
 struct DeployArgs {

@@ -20,7 +20,9 @@
 #include "data/fashion_mnist.h"
 #include "data/loader.h"
 #include "deploy/deploy.h"
+#include "deploy/engines.h"
 #include "export/onnx_export.h"
+#include "export/ort_harness.h"
 #include "runtime/measure.h"
 #include "runtime/onednn_plan.h"
 
@@ -42,27 +44,15 @@ deploy::DeployedModel lower_for_engines(nn::StaticNetImpl& net, const data::Imag
   } else if (a.calibration != "minmax") {
     fail("unknown calibration '{}': use minmax or percentile", a.calibration);
   }
-  std::vector<std::int64_t> calibration;
-  for (std::int64_t i = 0; i < std::min<std::int64_t>(256, train.count); ++i) calibration.push_back(i);
-  return deploy::lower_network(
-      net, deploy::normalised_images(train, calibration, normalize, net.spec().resolution), method,
-      a.percentile);
+  return deploy::lower_for_engines(net, train, normalize, method, a.percentile);
 }
 
 struct EvalArgs : DeployArgs {
   std::string engine = "all", split = "test";
-  std::string harness = QNAS_SOURCE_DIR "/tools/ort-harness/ort_bench.js";
+  std::string harness = exporter::default_ort_harness();
   int threads = 1, runs = 50;
   std::int64_t limit = 0;
   bool json_output = false;
-};
-
-struct EngineResult {
-  std::string engine;
-  double top1 = 0, top5 = 0, agreement = -1;  // agreement: top-1 equal to fake-quant's, fraction of images
-  double median_ms = -1, p90_ms = -1;
-  std::vector<std::vector<float>> logits;
-  std::map<std::string, int> implementations;  // oneDNN only
 };
 
 // The data set a run was trained on; today `qnas train` trains on Fashion-MNIST only.
@@ -94,94 +84,6 @@ EvalData load_eval_data(const deploy::TrainedRun& run, const EvalArgs& a) {
   return d;
 }
 
-void score(EngineResult& r, const std::vector<std::int64_t>& labels, const EngineResult* reference) {
-  std::int64_t top1 = 0, top5 = 0, agree = 0;
-  for (size_t i = 0; i < r.logits.size(); ++i) {
-    const auto& l = r.logits[i];
-    std::vector<size_t> order(l.size());
-    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
-    std::partial_sort(order.begin(), order.begin() + std::min<size_t>(5, order.size()), order.end(),
-                      [&](size_t x, size_t y) { return l[x] > l[y]; });
-    const auto label = static_cast<size_t>(labels[i]);
-    top1 += order[0] == label;
-    top5 += std::find(order.begin(), order.begin() + std::min<size_t>(5, order.size()), label) !=
-            order.begin() + std::min<size_t>(5, order.size());
-    if (reference) {
-      const auto& ref = reference->logits[i];
-      agree += order[0] == static_cast<size_t>(std::max_element(ref.begin(), ref.end()) - ref.begin());
-    }
-  }
-  const double n = std::max<double>(1, static_cast<double>(r.logits.size()));
-  r.top1 = static_cast<double>(top1) / n;
-  r.top5 = static_cast<double>(top5) / n;
-  if (reference) r.agreement = static_cast<double>(agree) / n;
-}
-
-EngineResult run_fakequant(nn::StaticNetImpl& net, const EvalData& d) {
-  EngineResult r;
-  r.engine = "fakequant";
-  data::LoaderOptions options;
-  options.batch_size = 500;
-  options.shuffle = false;
-  options.normalize = d.normalize;
-  data::BatchLoader loader(d.eval, d.indices, options);
-  loader.reset(0);
-  torch::NoGradGuard no_grad;
-  data::Batch batch;
-  while (loader.next(batch)) {
-    const torch::Tensor logits = net.forward(batch.images).contiguous();
-    for (std::int64_t i = 0; i < logits.size(0); ++i) {
-      const float* p = logits[i].data_ptr<float>();
-      r.logits.emplace_back(p, p + logits.size(1));
-    }
-  }
-  return r;
-}
-
-EngineResult run_onednn(const deploy::DeployedModel& m, const std::vector<std::vector<float>>& images,
-                        int threads, int runs) {
-  EngineResult r;
-  r.engine = "onednn";
-  runtime::OnednnPlan plan(m.program, m.weights, runtime::Precision::kInt8, threads, &m.quant);
-  ProgressLine progress("onednn int8", static_cast<std::int64_t>(images.size()), "images");
-  for (const auto& image : images) {
-    r.logits.push_back(plan.run(image));
-    progress.update(static_cast<std::int64_t>(r.logits.size()));
-  }
-  progress.finish();
-  r.implementations = plan.implementations();
-  runtime::MeasureOptions options;
-  options.runs = runs;
-  const runtime::Timing t = runtime::measure([&] { plan.execute(); }, options);
-  r.median_ms = t.median_ms;
-  r.p90_ms = t.p90_ms;
-  return r;
-}
-
-EngineResult run_ort(const deploy::DeployedModel& m, const std::vector<std::vector<float>>& images,
-                     const EvalArgs& a, const fs::path& work) {
-  EngineResult r;
-  r.engine = "ort";
-  fs::create_directories(work);
-  const fs::path model = work / "model-int8.onnx", input = work / "eval-images.f32";
-  exporter::OnnxOptions options;
-  options.precision = runtime::Precision::kInt8;
-  exporter::write_onnx(model.string(), m.program, m.weights, &m.quant, options);
-  {
-    std::ofstream out(input, std::ios::binary);
-    for (const auto& image : images)
-      out.write(reinterpret_cast<const char*>(image.data()), static_cast<std::streamsize>(image.size() * 4));
-    if (!out) fail("could not write {}", input.string());
-  }
-  const json result =
-      run_ort_harness(a.harness, model.string(), input.string(), m.program, a.threads, a.runs);
-  for (const auto& o : result.at("outputs")) r.logits.push_back(o.get<std::vector<float>>());
-  r.median_ms = result.at("median_ms").get<double>();
-  r.p90_ms = result.at("p90_ms").get<double>();
-  fs::remove(input);
-  return r;
-}
-
 std::vector<std::string> parse_engines(const std::string& engine) {
   if (engine == "all") return {"fakequant", "onednn", "ort"};
   if (engine == "fakequant" || engine == "onednn" || engine == "ort") return {engine};
@@ -199,21 +101,22 @@ void run_eval(const EvalArgs& a) {
   for (auto i : d.indices) labels.push_back(d.eval.label(i));
 
   // Fake-quant is the reference for agreement, so it runs whenever another engine does.
-  EngineResult fakequant = run_fakequant(*net, d);
-  score(fakequant, labels, nullptr);
+  deploy::EngineResult fakequant = deploy::run_fakequant(*net, d.eval, d.indices, d.normalize);
+  deploy::score(fakequant, labels, nullptr);
   // The engines' inputs (normalised, resized to the network's resolution) only when an engine needs them.
   std::vector<std::vector<float>> images;
   if (engines != std::vector<std::string>{"fakequant"})
     images = deploy::normalised_images(d.eval, d.indices, d.normalize, m.spec.resolution);
-  std::vector<EngineResult> results;
+  std::vector<deploy::EngineResult> results;
   for (const auto& e : engines) {
     if (e == "fakequant") {
       results.push_back(fakequant);
       continue;
     }
-    EngineResult r = e == "onednn" ? run_onednn(m, images, a.threads, a.runs)
-                                   : run_ort(m, images, a, fs::path(a.run_dir) / "deploy");
-    score(r, labels, &fakequant);
+    deploy::EngineResult r = e == "onednn" ? deploy::run_onednn(m, images, a.threads, a.runs)
+                                           : deploy::run_ort(m, images, a.harness, a.threads, a.runs,
+                                                             fs::path(a.run_dir) / "deploy");
+    deploy::score(r, labels, &fakequant);
     results.push_back(std::move(r));
   }
 
@@ -264,27 +167,6 @@ void run_eval(const EvalArgs& a) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, std::string>> deployment_metadata(const deploy::DeployedModel& m,
-                                                                     const data::ImageDataset& classes,
-                                                                     const data::Normalize& normalize,
-                                                                     const std::string& precision) {
-  const auto& in = m.program.tensors[m.program.input];
-  return {
-      {"qnas.version", QNAS_VERSION},
-      {"qnas.space", m.spec.space},
-      {"qnas.subnet", m.spec.subnet},
-      {"qnas.precision", precision},
-      {"qnas.quantization", precision == "int8" ? m.quant_source : "none"},
-      {"input_shape", fmt::format("1,{},{},{}", in.channels, in.hw, in.hw)},
-      {"input_layout", "NCHW float32, pixels / 255 then (x - mean) / std per channel"},
-      {"input_resize", fmt::format("bilinear (align_corners=false, after normalisation) from the data set's "
-                                   "{}x{} to {}x{}",
-                                   classes.height, classes.width, in.hw, in.hw)},
-      {"normalize_mean", json(normalize.mean).dump()},
-      {"normalize_std", json(normalize.std).dump()},
-      {"class_names", json(classes.class_names).dump()}};
-}
-
 void add_deploy_options(CLI::App& cmd, DeployArgs& a, bool with_subnet) {
   cmd.add_option(
       "--run-dir", a.run_dir,
@@ -308,7 +190,7 @@ void export_trained_onnx(const DeployArgs& a, const std::string& precision, cons
   const deploy::DeployedModel m = lower_for_engines(*net, train, normalize, a);
   exporter::OnnxOptions options;
   options.precision = runtime::parse_precision(precision);
-  options.metadata = deployment_metadata(m, train, normalize, precision);
+  options.metadata = deploy::export_metadata(m, train, normalize, precision);
   exporter::write_onnx(out, m.program, m.weights, &m.quant, options);
   std::printf("wrote %s (%s, %s, INT8 from %s, input 1x%d, BN folded, passes the ONNX checker)\n",
               out.c_str(), m.spec.subnet.c_str(), precision.c_str(), m.quant_source.c_str(),

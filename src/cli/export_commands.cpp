@@ -17,6 +17,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "export/onnx_export.h"
+#include "export/ort_harness.h"
 #include "latency/profiling.h"
 #include "runtime/reference.h"
 #include "space/baselines.h"
@@ -78,37 +79,7 @@ void run_export(const ModelChoice& m, const std::string& precision, const std::s
               p.program.resolution);
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 }  // namespace
-
-json run_ort_harness(const std::string& harness, const std::string& model, const std::string& images_file,
-                     const runtime::Program& p, int threads, int runs) {
-  if (!fs::exists(harness)) {
-    fail("ONNX Runtime harness {} not found: run scripts/setup.sh (it installs onnxruntime-node with npm)",
-         harness);
-  }
-  const std::string cmd = fmt::format(
-      "node {} --model {} --input {} --shape 1,{},{},{} --threads {} --runs {}", shell_quote(harness),
-      shell_quote(model), shell_quote(images_file), p.in_channels, p.resolution, p.resolution, threads, runs);
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-  if (!pipe) fail("could not start node for {}", harness);
-  std::string out;
-  std::array<char, 65536> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe.get())) > 0) out.append(buffer.data(), n);
-  const int status = pclose(pipe.release());
-  if (status != 0) fail("ONNX Runtime harness failed on {} (exit {}); its message is above", model, status);
-  try {
-    return json::parse(out);
-  } catch (const json::exception& e) {
-    fail("ONNX Runtime harness printed no JSON for {}: {}", model, e.what());
-  }
-}
 
 namespace {
 
@@ -143,7 +114,7 @@ struct OrtArgs {
   std::vector<std::string> models;
   int threads = 1, runs = 50, images = 8;
   std::string out_dir = "runs/profile-ort";
-  std::string harness = QNAS_SOURCE_DIR "/tools/ort-harness/ort_bench.js";
+  std::string harness = exporter::default_ort_harness();
 };
 
 void run_profile_ort(const OrtArgs& a) {
@@ -174,8 +145,8 @@ void run_profile_ort(const OrtArgs& a) {
       for (const auto& image : images) ours.push_back(plan.run(image));
       plan.run(images[0]);
       const auto timing = runtime::measure([&] { plan.execute(); }, options);
-      const json ort =
-          run_ort_harness(a.harness, model_file.string(), images_file.string(), p.program, a.threads, a.runs);
+      const json ort = exporter::run_ort_harness(a.harness, model_file.string(), images_file.string(),
+                                                 p.program, a.threads, a.runs);
       const Agreement agree = compare_outputs(ours, ort);
       const double ratio = timing.median_ms / ort.at("median_ms").get<double>();
       table.add_row({models[m], runtime::to_string(precision), fmt::format("{:.2f}", timing.median_ms),

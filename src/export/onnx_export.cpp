@@ -1,7 +1,10 @@
 #include "export/onnx_export.h"
 
+#include <array>
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
@@ -45,7 +48,9 @@ class GraphBuilder {
                             const std::vector<std::string>& outputs) {
     onnx::NodeProto* n = g_.add_node();
     n->set_op_type(op);
-    n->set_name(fresh(op));
+    // Node names carry their own prefix: ONNX Runtime names the nodes its optimisers add "<Op>_<n>", and
+    // one of ours with that form once collided with one of them ("two nodes with same node name").
+    n->set_name(fresh("qnas_" + op));
     for (const auto& i : inputs) n->add_input(i);
     for (const auto& o : outputs) n->add_output(o);
     return n;
@@ -110,7 +115,22 @@ class GraphBuilder {
     const std::string codes = fresh(x + "_q"), real = fresh(x + "_dq");
     add_node("QuantizeLinear", {x, scale, zero}, {codes});
     add_node("DequantizeLinear", {codes, scale, zero}, {real});
+    dq_inputs_[real] = {codes, scale, zero};
     return real;
+  }
+
+  // The quantised tensor `t` as an input of one more node. ONNX Runtime's QDQ fusion wants one consumer per
+  // DequantizeLinear: a second reader of the same tensor (a block input feeding both its shortcut projection
+  // and its first conv) gets its own DequantizeLinear of the same codes. One shared DQ made ORT 1.30 reject
+  // the model after fusing ("two nodes with same node name").
+  std::string input_of(int t) {
+    const std::string& name = names_[t];
+    auto it = dq_inputs_.find(name);
+    if (it == dq_inputs_.end()) return name;
+    if (consumed_.insert(name).second) return name;
+    const std::string again = fresh(name + "_dq");
+    add_node("DequantizeLinear", {it->second[0], it->second[1], it->second[2]}, {again});
+    return again;
   }
   std::string requantize(const std::string& x, int tensor) {
     return int8() ? qdq(x, quant_->tensors[tensor]) : x;
@@ -200,7 +220,7 @@ class GraphBuilder {
     const auto& w = weights_.steps[i];
     const runtime::StepQuant* q = int8() ? &quant_->steps[i] : nullptr;
     const float in_scale = int8() ? quant_->tensors[s.input].scale : 1.0f;
-    const std::string x = names_[s.input];
+    const std::string x = input_of(s.input);
     std::string y;
     switch (l.op) {
       case OpKind::kConv:
@@ -222,7 +242,7 @@ class GraphBuilder {
         y = activation(y, l.activation);
         if (s.residual >= 0) {
           const std::string sum = fresh("add");
-          add_node("Add", {y, names_[s.residual]}, {sum});
+          add_node("Add", {y, input_of(s.residual)}, {sum});
           y = activation(sum, s.post_add);
         }
         y = requantize(y, s.output);
@@ -281,6 +301,8 @@ class GraphBuilder {
   const runtime::Weights& weights_;
   const runtime::QuantParams* quant_;
   std::vector<std::string> names_;
+  std::map<std::string, std::array<std::string, 3>> dq_inputs_;  // DQ output -> its codes, scale, zero point
+  std::set<std::string> consumed_;                               // DQ outputs that have a reader
   int counter_ = 0;
 };
 

@@ -54,8 +54,13 @@ struct SearchData {
 
 SearchData load_search_data(const deploy::TrainedRun& run, const SubnetSearchJobOptions& o) {
   SearchData d;
-  d.train = data::load_fashion_mnist(o.data_dir, "train");
-  d.test = data::load_fashion_mnist(o.data_dir, "test");
+  if (o.data) {
+    d.train = o.data->train;
+    d.test = o.data->test;
+  } else {
+    d.train = data::load_fashion_mnist(o.data_dir, "train");
+    d.test = data::load_fashion_mnist(o.data_dir, "test");
+  }
   if (o.test_images > 0 && o.test_images < d.test.count) {
     d.test.count = o.test_images;
     d.test.pixels.resize(static_cast<size_t>(d.test.count * d.test.image_bytes()));
@@ -187,7 +192,7 @@ json run_identity(const deploy::TrainedRun& run, const SearchData& d, const Subn
           {"bits", run.bits},
           {"bn_batches", run.config.bn_batches},
           {"heldout", {d.heldout.front(), d.heldout.back()}},
-          {"data_dir", o.data_dir}};
+          {"data_dir", o.data ? o.data->train.source : o.data_dir}};
 }
 
 json lut_identity(const latency::LatencyLut& lut, const fs::path& path) {

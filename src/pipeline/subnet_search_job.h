@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/source.h"
 #include "runtime/measure.h"
 #include "search/subnet_search.h"
 
@@ -26,6 +27,7 @@ struct SubnetSearchJobOptions {
   std::filesystem::path latency_lut;  // created and filled when missing
   std::filesystem::path out_dir;      // default RUN_DIR/subnet-search
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  const data::LoadedData* data = nullptr;  // not owned; when set, these images instead of data_dir's
   search::SubnetSearchOptions
       search;  // algorithm, limits, sizes, seed (checkpoint and identity are set here)
   std::string evaluator = "supernet";  // or "predictor"

@@ -326,17 +326,45 @@ struct OnednnPlan::Impl {
     dnnl::pooling_forward::desc desc(prop_kind::forward_inference, algorithm::pooling_avg_exclude_padding,
                                      src.get_desc(), dst_md, {hw, hw}, {hw, hw}, {0, 0}, {0, 0});
     primitive_attr attr;
+    float alpha = 1.0f, beta = 0.0f;
     if (from && to && *from != *to) {
       post_ops po;
-      const float alpha = from->scale / to->scale;
-      po.append_eltwise(1.0f, algorithm::eltwise_linear, alpha,
-                        static_cast<float>(to->zero_point) - static_cast<float>(from->zero_point) * alpha);
+      alpha = from->scale / to->scale;
+      beta = static_cast<float>(to->zero_point) - static_cast<float>(from->zero_point) * alpha;
+      po.append_eltwise(1.0f, algorithm::eltwise_linear, alpha, beta);
       attr.set_post_ops(po);
     }
-    dnnl::pooling_forward::primitive_desc pd(desc, attr, engine);
+    try {
+      dnnl::pooling_forward::primitive_desc pd(desc, attr, engine);
+      record(pd);
+      memory dst(pd.dst_desc(), engine);
+      execs.push_back(Exec{dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
+      return dst;
+    } catch (const dnnl::error&) {
+    }
+    // oneDNN 2.6 pools int8 only into the source's own type (u8 -> u8, s8 -> s8): a pool whose output type
+    // differs (u8 with a zero point in, s8 out) goes through f32. The codes as floats are pooled, requantised
+    // there (the same affine map the post-op applies) and reordered to the output's type (round to nearest
+    // even, saturate), so the result equals the fused path's.
+    const memory::desc src_f32_md(src.get_desc().dims(), dt::f32, tag::nhwc);
+    memory src_f32(src_f32_md, engine);
+    dnnl::reorder::primitive_desc to_f32(engine, src.get_desc(), engine, src_f32_md);
+    execs.push_back(Exec{dnnl::reorder(to_f32), {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, src_f32}}});
+    const memory::desc f32_md(dst_md.dims(), dt::f32, tag::any);
+    dnnl::pooling_forward::desc plain(prop_kind::forward_inference, algorithm::pooling_avg_exclude_padding,
+                                      src_f32_md, f32_md, {hw, hw}, {hw, hw}, {0, 0}, {0, 0});
+    dnnl::pooling_forward::primitive_desc pd(plain, engine);
     record(pd);
-    memory dst(pd.dst_desc(), engine);
-    execs.push_back(Exec{dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
+    memory pooled(pd.dst_desc(), engine);
+    execs.push_back(Exec{dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, src_f32}, {DNNL_ARG_DST, pooled}}});
+    dnnl::eltwise_forward::desc linear(prop_kind::forward_inference, algorithm::eltwise_linear,
+                                       pooled.get_desc(), alpha, beta);
+    dnnl::eltwise_forward::primitive_desc linear_pd(linear, engine);
+    record(linear_pd);
+    execs.push_back(Exec{dnnl::eltwise_forward(linear_pd), {{DNNL_ARG_SRC, pooled}, {DNNL_ARG_DST, pooled}}});
+    memory dst(with_data_type(pooled.get_desc(), dst_md.data_type()), engine);
+    dnnl::reorder::primitive_desc reorder_pd(engine, pooled.get_desc(), engine, dst.get_desc());
+    execs.push_back(Exec{dnnl::reorder(reorder_pd), {{DNNL_ARG_FROM, pooled}, {DNNL_ARG_TO, dst}}});
     return dst;
   }
 
@@ -468,9 +496,12 @@ struct OnednnPlan::Impl {
     tensors[s.output] = dst;
   }
 
+  size_t building = 0;  // the step being built, for the error message
+
   void build() {
     tensors.resize(program.tensors.size());
     for (size_t i = 0; i < program.steps.size(); ++i) {
+      building = i;
       switch (program.steps[i].layer.op) {
         case OpKind::kConv:
         case OpKind::kDepthwiseConv:
@@ -510,8 +541,14 @@ OnednnPlan::OnednnPlan(const Program& program, const Weights& weights, Precision
   try {
     impl_->build();
   } catch (const dnnl::error& e) {
-    fail("oneDNN cannot build a {} plan for this network: {} (status {})", to_string(precision), e.what(),
-         static_cast<int>(e.status));
+    const auto& step = program.steps[impl_->building];
+    fail(
+        "oneDNN cannot build a {} plan for this network: step {} (op {}, {}->{} channels, kernel {}, {}x{}): "
+        "{} "
+        "(status {})",
+        to_string(precision), impl_->building, static_cast<int>(step.layer.op), step.layer.cin,
+        step.layer.cout, step.layer.kernel, step.layer.in_hw, step.layer.in_hw, e.what(),
+        static_cast<int>(e.status));
   }
 }
 

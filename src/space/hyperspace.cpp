@@ -156,8 +156,21 @@ Hyperspace make_fmnistw() {
   return hs;
 }
 
+// cifarw: fmnistw for 32x32 colour images (CIFAR-10, small image folders). Same stages, widths, depths and
+// block types, so spaces, LUT findings and budgets carry over; only the input (3 channels), the resolutions
+// (24/28/32) and the block-KD resolution (32) change. Three stride-2 stages take 32 -> 16 -> 8 -> 4.
+Hyperspace make_cifarw() {
+  Hyperspace hs = make_fmnistw();
+  hs.name = "cifarw";
+  hs.description = "qnas CIFAR-10 hyperspace: fmnistw at 32x32x3, 10 classes";
+  hs.in_channels = 3;
+  hs.resolutions = {24, 28, 32};
+  hs.block_kd_resolutions = {32};
+  return hs;
+}
+
 const std::vector<Hyperspace>& builtins() {
-  static const std::vector<Hyperspace> all = {make_onnxw(), make_mobilew(), make_fmnistw()};
+  static const std::vector<Hyperspace> all = {make_onnxw(), make_mobilew(), make_fmnistw(), make_cifarw()};
   return all;
 }
 

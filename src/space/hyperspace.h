@@ -48,7 +48,7 @@ struct Hyperspace {
 std::vector<int> stage_input_sizes(const Hyperspace& hyperspace, int resolution);
 
 // The built-in hyperspaces: "onnxw" and "mobilew" exactly as the official SpaceEvo code defines them,
-// and "fmnistw", our 28x28 Fashion-MNIST scale-down of onnxw.
+// "fmnistw", our 28x28 Fashion-MNIST scale-down of onnxw, and "cifarw", fmnistw at 32x32x3 (CIFAR-10).
 const std::vector<std::string>& builtin_hyperspace_names();
 // Throws qnas::Error naming the known hyperspaces when `name` is unknown.
 const Hyperspace& find_hyperspace(const std::string& name);

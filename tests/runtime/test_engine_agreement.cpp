@@ -111,6 +111,34 @@ TEST_P(EngineAgreement, Int8BlocksMatchTheReferenceWithinOneCode) {
   }
 }
 
+// LSQ+'s deployment: the tensors that can be negative are u8 with a zero point. oneDNN 2.6 pools int8
+// only into the source's own type, so an SE block whose pooled tensor changes type takes an f32 path,
+// which must give the same codes (it once refused to build: MobileNetV3 blocks with zero points).
+TEST_P(EngineAgreement, Int8BlocksWithZeroPointsMatchTheReferenceWithinOneCode) {
+  const auto spec = qnas::testing::random_arch(GetParam().space, 11, GetParam().resolution);
+  for (const auto& block : spec.blocks) {
+    const Program program = lower_block(block);
+    const Weights weights = random_weights(program, 5);
+    const auto images = qnas::testing::random_images(program, 2, 7);
+    QuantParams quant = calibrate(program, weights, images);
+    auto shift = [](TensorQuant& t) {
+      if (t.is_unsigned) return;
+      t.is_unsigned = true;
+      t.zero_point = 128;
+    };
+    for (size_t t = 0; t < quant.tensors.size(); ++t) {
+      if (static_cast<int>(t) != program.input) shift(quant.tensors[t]);
+    }
+    // The pooled SE vector stays s8: its type then differs from its u8 source's.
+    ReferenceExecutor reference(program, weights, &quant);
+    OnednnPlan plan(program, weights, Precision::kInt8, 1, &quant);
+    const float code =
+        program.tensors[program.output].is_logits ? 1e-3f : quant.tensors[program.output].scale;
+    EXPECT_LE(max_abs_diff(reference.run(images[0]), plan.run(images[0])), 1.01f * code)
+        << block.stage << " block " << block.block_index << " " << block.type->name;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, EngineAgreement, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return info.param.name; });
 

@@ -70,13 +70,27 @@ async function main() {
   const all = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
   const images = all.length / perImage;
 
-  const session = await ort.InferenceSession.create(args.model, {
+  const options = (level) => ({
     executionProviders: ['cpu'],
     intraOpNumThreads: args.threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
+    graphOptimizationLevel: level,
   });
+  // ORT 1.30's layout optimisations (level 'all') reject some valid QDQ graphs after fusing them ("two nodes
+  // with same node name": a MobileNetV2 block whose input feeds both its shortcut projection and its expand
+  // conv). Such a model runs at the highest level that accepts it (at 'basic' no QDQ fusion: float kernels), and the
+  // result says which.
+  let level;
+  let session;
+  for (level of ['all', 'extended', 'basic']) {
+    try {
+      session = await ort.InferenceSession.create(args.model, options(level));
+      break;
+    } catch (e) {
+      if (level === 'basic' || !String(e.message || e).includes('same node name')) throw e;
+    }
+  }
   const inputName = session.inputNames[0];
   const outputName = session.outputNames[0];
   const feeds = (i) => ({
@@ -98,7 +112,7 @@ async function main() {
   }
   const version = require(path.join(path.dirname(require.resolve('onnxruntime-node')), '..', 'package.json')).version;
   process.stdout.write(
-    JSON.stringify({ engine: `onnxruntime-node ${version}`, threads: args.threads, ...summarize(samples), outputs }) +
+    JSON.stringify({ engine: `onnxruntime-node ${version}`, threads: args.threads, optimization: level, ...summarize(samples), outputs }) +
       '\n',
   );
 }

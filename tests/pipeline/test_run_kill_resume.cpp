@@ -1,0 +1,121 @@
+// `qnas run --preset tiny` killed with SIGKILL twice at seeded random points and started again each time
+// ends with the same results as an uninterrupted run, and never redoes a stage that had finished.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/fs.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("qnas_test_run_" + std::to_string(getpid()) + "_" + name);
+  fs::remove_all(dir);
+  return dir;
+}
+
+pid_t start(const std::vector<std::string>& args, const fs::path& log) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<std::string> finished_stages(const fs::path& run_dir) {
+  std::vector<std::string> names;
+  if (!fs::exists(run_dir / "pipeline.json")) return names;
+  for (const auto& [name, v] : qnas::read_json_file(run_dir / "pipeline.json").at("stages").items())
+    names.push_back(name);
+  return names;
+}
+
+// The reproducible part of a run's summary, without the file paths that name the run directory.
+json results_of(const fs::path& run_dir) {
+  json r = qnas::read_json_file(run_dir / "summary.json").at("results");
+  for (const char* side : {"evolved", "baseline"})
+    for (auto& row : r[side]) row.erase("model");
+  return r;
+}
+
+TEST(RunPipeline, KilledTwiceItResumesToTheSameResultsWithoutRedoingFinishedStages) {
+  const fs::path cache = scratch("cache"), reference = scratch("reference"), killed = scratch("killed");
+  auto command = [&](const fs::path& dir) {
+    return std::vector<std::string>{QNAS_BINARY, "run",        "--preset",    "tiny",
+                                    "--run-dir", dir.string(), "--cache-dir", cache.string()};
+  };
+  // The reference also fills the latency cache, so both runs time nothing the other did not.
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(wait_exit(start(command(reference), scratch("reference.log"))), 0)
+      << read_text(scratch("reference.log"));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const fs::path log = scratch("killed.log");
+  std::mt19937 rng(20261202);
+  std::uniform_real_distribution<double> at(0.15, 0.45);
+  std::vector<std::string> done_before_last_start;
+  for (int kill = 0; kill < 2; ++kill) {
+    done_before_last_start = finished_stages(killed);
+    const pid_t pid = start(command(killed), log);
+    std::this_thread::sleep_for(std::chrono::duration<double>(at(rng) * seconds));
+    ::kill(pid, SIGKILL);
+    EXPECT_EQ(wait_exit(pid), 128 + SIGKILL)
+        << "the run ended before it was killed: lengthen the tiny preset";
+  }
+  done_before_last_start = finished_stages(killed);
+  std::ofstream(log, std::ios::app) << "\n=== final start ===\n";
+  ASSERT_EQ(wait_exit(start(command(killed), log)), 0) << read_text(log);
+
+  const std::string text = read_text(log);
+  const std::string last = text.substr(text.rfind("=== final start ==="));
+  for (const auto& stage : done_before_last_start) {
+    EXPECT_NE(last.find(" " + stage + ": done earlier"), std::string::npos) << stage << " was redone:\n"
+                                                                            << last;
+  }
+  EXPECT_FALSE(done_before_last_start.empty()) << "both kills came before the first stage finished";
+  EXPECT_EQ(results_of(killed), results_of(reference));
+  for (const char* f : {"report.md", "report.html", "summary.json", "report-front.svg"})
+    EXPECT_TRUE(fs::exists(killed / f)) << f;
+  fs::remove_all(cache);
+  fs::remove_all(reference);
+  fs::remove_all(killed);
+}
+
+}  // namespace
