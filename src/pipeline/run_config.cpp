@@ -65,7 +65,12 @@ json tiny() {
       {"block_kd", block_kd_section(1, 0, 8, 8, 32)},
       {"block_lut", {{"rows", 4}, {"eval_images", 16}, {"fixed_samples", 8}}},
       {"space_search",
-       {{"population", 16}, {"sample", 4}, {"evaluations", 40}, {"qt_samples", 500}, {"top", 5}}},
+       {{"population", 16},
+        {"sample", 4},
+        {"evaluations", 40},
+        {"qt_samples", 500},
+        {"top", 5},
+        {"max_supernet_mflops", 40}}},
       {"supernet", supernet},
       {"subnet_search",
        {{"algorithm", "evolution"},
@@ -82,7 +87,7 @@ json quick() {
   json finetune = train_section(0, 1, 128, 0.05, 0.004, 0, 2000, 10);
   finetune["train_limit"] = 10000;
   json teacher = train_section(1, 0, 128, 0.1, 0.005, 0, 2000, 10);
-  teacher["train_limit"] = 20000;
+  teacher["train_limit"] = 10000;
   json supernet = train_section(2, 1, 128, 0.1, 0.005, 1, 2000, 10);
   supernet["train_limit"] = 12000;
   return {
@@ -99,10 +104,15 @@ json quick() {
         {"calibration_networks", 24},
         {"limit_quantiles", {0.02, 0.05, 0.1}}}},
       {"teacher", teacher},
-      {"block_kd", block_kd_section(1, 1, 32, 64, 128)},
-      {"block_lut", {{"rows", 20}, {"eval_images", 64}, {"fixed_samples", 30}}},
+      {"block_kd", block_kd_section(1, 1, 32, 32, 128)},
+      {"block_lut", {{"rows", 8}, {"eval_images", 32}, {"fixed_samples", 30}}},
       {"space_search",
-       {{"population", 100}, {"sample", 25}, {"evaluations", 600}, {"qt_samples", 5000}, {"top", 10}}},
+       {{"population", 100},
+        {"sample", 25},
+        {"evaluations", 600},
+        {"qt_samples", 5000},
+        {"top", 10},
+        {"max_supernet_mflops", 40}}},
       {"supernet", supernet},
       {"subnet_search",
        {{"algorithm", "evolution"},
@@ -135,7 +145,12 @@ json full() {
       {"block_kd", kd.to_json()},
       {"block_lut", {{"rows", 1000}, {"eval_images", 0}, {"fixed_samples", 200}}},
       {"space_search",
-       {{"population", 500}, {"sample", 125}, {"evaluations", 5000}, {"qt_samples", 100000}, {"top", 50}}},
+       {{"population", 500},
+        {"sample", 125},
+        {"evaluations", 5000},
+        {"qt_samples", 100000},
+        {"top", 50},
+        {"max_supernet_mflops", 0}}},
       {"supernet", train_section(30, 3, 128, 0.1, 0.004, 2, 0, 20)},
       {"subnet_search",
        {{"algorithm", "evolution"},
@@ -222,6 +237,8 @@ void validate_config(const json& c) {
           "space_search needs population >= 2 and 1 <= sample <= population");
   require(s.at("evaluations").get<int>() >= s.at("population").get<int>(),
           "space_search.evaluations must be at least its population");
+  require(s.at("max_supernet_mflops").get<double>() >= 0,
+          "space_search.max_supernet_mflops must be >= 0 (0: no cap)");
   require(c.at("subnet_search").at("population").get<int>() >= 2,
           "subnet_search.population must be at least 2");
   const std::string budget = c.at("baseline").at("budget").get<std::string>();

@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <map>
+#include <optional>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -313,6 +316,11 @@ std::string baseline_space(const Context& c) {
                      b["windows"].get<std::string>());
 }
 
+double max_subnet_mflops(const std::string& space_text) {
+  const auto space = space::SearchSpace::parse(space_text);
+  return static_cast<double>(space::build_arch_spec(space, space::max_subnet(space)).macs()) / 1e6;
+}
+
 json run_space_search(Context& c) {
   const json& S = c.config["space_search"];
   const auto luts = search::BlockLutSet::load(c.stage_dir("block-lut") / "lut", *c.hyperspace);
@@ -333,10 +341,30 @@ json run_space_search(Context& c) {
   evo.checkpoint_every = std::max(1, evo.evaluations / 20);
   const auto result = search::evolve_spaces(luts, qt, evo);
   json top = json::array();
-  for (const auto& s : result.top(10)) top.push_back(search::to_json(s));
+  for (const auto& s : result.top(10)) {
+    top.push_back(search::to_json(s));
+    top.back()["max_subnet_mflops"] = max_subnet_mflops(s.space);
+  }
+  // A supernet trains its max subnet every step, so its cost follows that subnet's FLOPs, which the Q-T score
+  // (INT8 latency and quality) does not see: under a training budget, the best space whose max subnet fits
+  // it.
+  const double cap = S["max_supernet_mflops"].get<double>();
+  std::optional<search::QtScore> chosen;
+  for (const auto& s : result.top(result.history.size())) {
+    if (cap <= 0 || max_subnet_mflops(s.space) <= cap) {
+      chosen = s;
+      break;
+    }
+  }
+  if (!chosen)
+    fail("no evaluated space has a max subnet within space_search.max_supernet_mflops {}: raise it", cap);
   const search::QtScore base = search::qt_score(luts, space::SearchSpace::parse(baseline_space(c)), qt);
   const search::QtScore teacher = search::qt_score(luts, space::SearchSpace::parse(teacher_space(c)), qt);
-  json out = {{"chosen", top.at(0)},
+  json chosen_json = search::to_json(*chosen);
+  chosen_json["max_subnet_mflops"] = max_subnet_mflops(chosen->space);
+  json out = {{"chosen", chosen_json},
+              {"best_unconstrained", top.at(0)},
+              {"max_supernet_mflops", cap},
               {"baseline", search::to_json(base)},
               {"teacher_space", search::to_json(teacher)},
               {"top", top},
@@ -350,11 +378,6 @@ json run_space_search(Context& c) {
 
 std::string evolved_space(const Context& c) {
   return c.state.result("space-search").at("chosen").at("space").get<std::string>();
-}
-
-double max_subnet_mflops(const std::string& space_text) {
-  const auto space = space::SearchSpace::parse(space_text);
-  return static_cast<double>(space::build_arch_spec(space, space::max_subnet(space)).macs()) / 1e6;
 }
 
 // The baseline trains on as many images as the evolved supernet ("schedule"), or on as many as give it the
@@ -392,34 +415,61 @@ json run_supernet(Context& c, const std::string& space_text, const fs::path& dir
           {"bits", logs.back().bits}};
 }
 
+// The predicted INT8 latency of a space's smallest subnet: limits below it have no subnet to search.
+double smallest_subnet_ms(const Context& c, const std::string& space_text) {
+  latency::LatencyLut lut = c.load_lut();
+  const auto space = space::SearchSpace::parse(space_text);
+  const auto spec = space::build_arch_spec(space, space::min_subnet(space));
+  latency::fill_and_save(lut, latency::distinct_blocks({spec}), c.measure(), c.lut_path().string());
+  return lut.predict(spec);
+}
+
 json run_subnet_search(Context& c, const fs::path& supernet_dir, const fs::path& out_dir) {
   const json& S = c.config["subnet_search"];
-  SubnetSearchJobOptions o;
-  o.run_dir = supernet_dir;
-  o.latency_lut = c.lut_path();
-  o.out_dir = out_dir;
-  o.data = &c.data;
-  o.search.algorithm = search::parse_algorithm(S["algorithm"].get<std::string>());
-  o.search.limits_ms = c.limits();
-  o.search.population = S["population"].get<int>();
-  o.search.generations = S["generations"].get<int>();
-  o.search.seed = c.options.seed;
-  o.evaluator = "supernet";
-  o.random_baseline = S["random_baseline"].get<bool>();
-  o.heldout_images = S["heldout_images"].get<std::int64_t>();
-  o.threads = c.latency_threads();
-  o.measure = c.measure();
-  o.statistic = c.config["latency"]["statistic"].get<std::string>();
-  o.final_test = false;  // the finish stage measures the chosen networks on the test set, once
-  const auto result = run_subnet_search_job(o);
+  const std::string space = read_json_file(supernet_dir / "results.json").at("space");
+  const double floor_ms = smallest_subnet_ms(c, space);
+  std::vector<double> searchable;
+  for (double l : c.limits())
+    if (l >= floor_ms) searchable.push_back(l);
   json best = json::array();
-  const std::string algorithm = result.best.at("algorithm");
-  for (const auto& row : result.best.at("best")) {
-    json b = {{"limit_ms", row.at("limit_ms")}, {"found", row.at("found")}};
-    if (row.at("found").get<bool>()) b["subnet"] = row.at(algorithm);
+  std::string algorithm = S["algorithm"].get<std::string>();
+  std::size_t front_size = 0;
+  std::map<double, json> found;
+  if (!searchable.empty()) {
+    SubnetSearchJobOptions o;
+    o.run_dir = supernet_dir;
+    o.latency_lut = c.lut_path();
+    o.out_dir = out_dir;
+    o.data = &c.data;
+    o.search.algorithm = search::parse_algorithm(algorithm);
+    o.search.limits_ms = searchable;
+    o.search.population = S["population"].get<int>();
+    o.search.generations = S["generations"].get<int>();
+    o.search.seed = c.options.seed;
+    o.evaluator = "supernet";
+    o.random_baseline = S["random_baseline"].get<bool>();
+    o.heldout_images = S["heldout_images"].get<std::int64_t>();
+    o.threads = c.latency_threads();
+    o.measure = c.measure();
+    o.statistic = c.config["latency"]["statistic"].get<std::string>();
+    o.final_test = false;  // the finish stage measures the chosen networks on the test set, once
+    const auto result = run_subnet_search_job(o);
+    algorithm = result.best.at("algorithm");
+    front_size = result.front.at("front").size();
+    for (const auto& row : result.best.at("best")) found[row.at("limit_ms").get<double>()] = row;
+  }
+  for (double l : c.limits()) {
+    json b = {{"limit_ms", l}, {"found", false}};
+    if (auto it = found.find(l); it != found.end() && it->second.at("found").get<bool>()) {
+      b["found"] = true;
+      b["subnet"] = it->second.at(algorithm);
+    } else if (l < floor_ms) {
+      b["why"] = fmt::format("the smallest subnet of {} takes {:.4f} ms", space, floor_ms);
+    }
     best.push_back(b);
   }
-  return {{"algorithm", algorithm}, {"best", best}, {"front_size", result.front.at("front").size()}};
+  return {
+      {"algorithm", algorithm}, {"best", best}, {"front_size", front_size}, {"smallest_subnet_ms", floor_ms}};
 }
 
 double heldout_accuracy(Context& c, nn::StaticNetImpl& net) {
@@ -522,7 +572,9 @@ json run_finish(Context& c, const std::string& search_stage, const fs::path& sup
   json rows = json::array();
   for (const auto& best : c.state.result(search_stage).at("best")) {
     if (!best.at("found").get<bool>()) {
-      rows.push_back({{"limit_ms", best.at("limit_ms")}, {"found", false}});
+      rows.push_back({{"limit_ms", best.at("limit_ms")},
+                      {"found", false},
+                      {"why", best.value("why", std::string("the search found no subnet within it"))}});
       continue;
     }
     json r = finish_one(c, supernet_dir, best,

@@ -202,8 +202,11 @@ json write_run_report(const fs::path& dir, const RunState& state, const json& co
           100 * (ea - ba));
     } else {
       v["evolved_better"] = nullptr;
-      verdict_text += fmt::format("- under {:.3f} ms: {} found no subnet within the limit.\n", limits[i],
-                                  e.value("found", false) ? "the baseline" : "the evolved space");
+      const json& missing = e.value("found", false) ? b : e;
+      verdict_text +=
+          fmt::format("- under {:.3f} ms: no comparison, {} has no subnet within the limit ({}).\n",
+                      limits[i], e.value("found", false) ? "the baseline" : "the evolved space",
+                      missing.value("why", std::string("none found")));
     }
     verdicts.push_back(v);
   }
@@ -232,12 +235,25 @@ json write_run_report(const fs::path& dir, const RunState& state, const json& co
   md += fmt::format(
       "INT8 latency from this CPU's block LUT ({}), limits {} ms ({}).\n\n## The chosen space and why\n\n"
       "Space search (Q-T score on the block LUTs, aging evolution, {} spaces scored) chose **{}**, Q-T score "
-      "**{:.4f}**; the hand-designed baseline {} scores {:.4f}.\n\n| stage | block type | widths |\n| --- | "
+      "**{:.4f}**; the hand-designed baseline {} scores {:.4f}.{}\n\n| stage | block type | widths |\n| --- "
+      "| "
       "--- | --- |\n{}\n",
       latency.at("key").value("cpu", "?"), fmt::join(limits, ", "),
       latency.at("limits_from").get<std::string>(), search.at("evaluations").get<int>(), evolved,
       search.at("chosen").at("score").get<double>(), baseline,
-      search.at("baseline").at("score").get<double>(), space_description(evolved));
+      search.at("baseline").at("score").get<double>(),
+      search.value("max_supernet_mflops", 0.0) > 0
+          ? fmt::format(
+                " It is the best-scoring space whose max subnet has at most {:.0f} MFLOPs (the preset's "
+                "training budget; the supernet trains that subnet every step): its max subnet has {:.1f}. "
+                "The best space without that cap was {} ({:.4f}, {:.1f} MFLOPs).",
+                search.at("max_supernet_mflops").get<double>(),
+                search.at("chosen").at("max_subnet_mflops").get<double>(),
+                search.at("best_unconstrained").at("space").get<std::string>(),
+                search.at("best_unconstrained").at("score").get<double>(),
+                search.at("best_unconstrained").at("max_subnet_mflops").get<double>())
+          : std::string(),
+      space_description(evolved));
   md += "Baseline:\n\n| stage | block type | widths |\n| --- | --- | --- |\n" + space_description(baseline) +
         "\n";
   md += "## Did designing the space pay off?\n\n" + verdict_text + "\n## Per limit\n\n";
@@ -250,7 +266,8 @@ json write_run_report(const fs::path& dir, const RunState& state, const json& co
       const json& r = side->at("limits")[i];
       const char* name = side == &finish ? "evolved" : "baseline";
       if (!r.value("found", false)) {
-        md += fmt::format("| {:.3f} | {} | none fits | | | | | | | | | |\n", limits[i], name);
+        md += fmt::format("| {:.3f} | {} | none fits: {} | | | | | | | | | |\n", limits[i], name,
+                          r.value("why", std::string("-")));
         continue;
       }
       const json& ft = r.at("finetune");
