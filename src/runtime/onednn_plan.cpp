@@ -56,6 +56,21 @@ void append_activation(post_ops& po, Activation a, float domain, float out_scale
   }
 }
 
+// The engine's thread count for one call, and the caller's back afterwards: OpenMP's count is per process,
+// and LibTorch trains on the same pool, so a plan built or timed between two training steps must not leave it
+// at the plan's count (a 1-thread latency measurement once turned the rest of a 2-thread training run into a
+// 1-thread one, with other float sums).
+class ScopedOmpThreads {
+ public:
+  explicit ScopedOmpThreads(int threads) : saved_(omp_get_max_threads()) { omp_set_num_threads(threads); }
+  ~ScopedOmpThreads() { omp_set_num_threads(saved_); }
+  ScopedOmpThreads(const ScopedOmpThreads&) = delete;
+  ScopedOmpThreads& operator=(const ScopedOmpThreads&) = delete;
+
+ private:
+  int saved_;
+};
+
 memory::desc with_data_type(const memory::desc& md, dt type) {
   dnnl_memory_desc_t raw = md.data;
   raw.data_type = static_cast<dnnl_data_type_t>(type);
@@ -521,7 +536,7 @@ struct OnednnPlan::Impl {
   }
 
   void execute(bool include_input_conversion = true) {
-    omp_set_num_threads(threads);
+    const ScopedOmpThreads scoped(threads);
     for (size_t i = include_input_conversion ? 0 : 1; i < execs.size(); ++i) {
       execs[i].primitive.execute(stream, execs[i].args);
     }
@@ -536,7 +551,7 @@ OnednnPlan::OnednnPlan(const Program& program, const Weights& weights, Precision
   if (precision == Precision::kInt8 && !quant)
     fail("an INT8 plan needs quantisation parameters (calibrate first)");
   if (weights.steps.size() != program.steps.size()) fail("weights do not belong to this program");
-  omp_set_num_threads(threads);
+  const ScopedOmpThreads scoped(threads);
   impl_ = std::make_unique<Impl>(program, weights, quant, precision, threads);
   try {
     impl_->build();
@@ -648,7 +663,7 @@ namespace qnas::runtime {
 std::function<void()> standalone_activation(Activation activation, int channels, int hw, Precision precision,
                                             int threads) {
   apply_isa_policy();
-  omp_set_num_threads(threads);
+  const ScopedOmpThreads scoped(threads);
   auto engine = std::make_shared<dnnl::engine>(dnnl::engine::kind::cpu, 0);
   auto stream = std::make_shared<dnnl::stream>(*engine);
   const bool int8 = precision == Precision::kInt8;
@@ -680,7 +695,7 @@ std::function<void()> standalone_activation(Activation activation, int channels,
   std::memset(a->get_data_handle(), 0, f32_md.get_size());
   if (!int8) {
     return [=] {
-      omp_set_num_threads(threads);
+      const ScopedOmpThreads scoped(threads);
       eltwise->execute(*stream, {{DNNL_ARG_SRC, *a}, {DNNL_ARG_DST, *b}});
       stream->wait();
     };
@@ -698,7 +713,7 @@ std::function<void()> standalone_activation(Activation activation, int channels,
   auto quant = std::make_shared<dnnl::reorder>(
       dnnl::reorder::primitive_desc(*engine, f32_md, *engine, md, quant_attr));
   return [=] {
-    omp_set_num_threads(threads);
+    const ScopedOmpThreads scoped(threads);
     dequant->execute(*stream, *codes_in, *a);
     eltwise->execute(*stream, {{DNNL_ARG_SRC, *a}, {DNNL_ARG_DST, *b}});
     quant->execute(*stream, *b, *codes_out);

@@ -62,8 +62,9 @@ std::string read_text(const fs::path& p) {
 std::vector<std::string> finished_stages(const fs::path& run_dir) {
   std::vector<std::string> names;
   if (!fs::exists(run_dir / "pipeline.json")) return names;
-  for (const auto& [name, v] : qnas::read_json_file(run_dir / "pipeline.json").at("stages").items())
-    names.push_back(name);
+  // Kept in a variable: a range-for over items() of a temporary would iterate a destroyed object.
+  const json state = qnas::read_json_file(run_dir / "pipeline.json");
+  for (const auto& [name, v] : state.at("stages").items()) names.push_back(name);
   return names;
 }
 
@@ -82,19 +83,26 @@ TEST(RunPipeline, KilledTwiceItResumesToTheSameResultsWithoutRedoingFinishedStag
                                     "--run-dir", dir.string(), "--cache-dir", cache.string()};
   };
   // The reference also fills the latency cache, so both runs time nothing the other did not.
-  const auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(wait_exit(start(command(reference), scratch("reference.log"))), 0)
       << read_text(scratch("reference.log"));
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
+  // Each start is killed at a seeded random moment 0-3 s after one more stage has finished, so every kill
+  // lands inside a stage and every start gets further than the one before.
   const fs::path log = scratch("killed.log");
   std::mt19937 rng(20261202);
-  std::uniform_real_distribution<double> at(0.15, 0.45);
+  std::uniform_real_distribution<double> delay(0.0, 3.0);
   std::vector<std::string> done_before_last_start;
   for (int kill = 0; kill < 2; ++kill) {
-    done_before_last_start = finished_stages(killed);
+    const size_t done = finished_stages(killed).size();
     const pid_t pid = start(command(killed), log);
-    std::this_thread::sleep_for(std::chrono::duration<double>(at(rng) * seconds));
+    int status = 0;
+    bool exited = false;
+    while (!exited && finished_stages(killed).size() <= done + static_cast<size_t>(kill == 0)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      exited = waitpid(pid, &status, WNOHANG) == pid;
+    }
+    ASSERT_FALSE(exited) << "the run ended before it was killed:\n" << read_text(log);
+    std::this_thread::sleep_for(std::chrono::duration<double>(delay(rng)));
     ::kill(pid, SIGKILL);
     EXPECT_EQ(wait_exit(pid), 128 + SIGKILL)
         << "the run ended before it was killed: lengthen the tiny preset";
