@@ -39,19 +39,7 @@ bool has_subdirectories(const fs::path& dir) {
   return false;
 }
 
-// Every image at the same position of the permutation, so pixels and labels stay together.
-ImageDataset permuted(const ImageDataset& d, const std::vector<std::int64_t>& order) {
-  ImageDataset out = d;
-  const std::int64_t bytes = d.image_bytes();
-  for (std::int64_t i = 0; i < d.count; ++i) {
-    const auto from = static_cast<size_t>(order[static_cast<size_t>(i)]);
-    std::copy_n(d.pixels.begin() + static_cast<std::ptrdiff_t>(from * bytes), bytes,
-                out.pixels.begin() + static_cast<std::ptrdiff_t>(i * bytes));
-    out.labels[static_cast<size_t>(i)] = d.labels[from];
-  }
-  return out;
-}
-
+// The images `indices` in that order (a permutation of all of them shuffles the set), labels alongside.
 ImageDataset subset(const ImageDataset& d, const std::vector<std::int64_t>& indices) {
   ImageDataset out = d;
   out.count = static_cast<std::int64_t>(indices.size());
@@ -147,7 +135,7 @@ LoadedData load_data_source(const DataSource& source, std::uint64_t seed) {
       std::iota(order.begin(), order.end(), 0);
       Rng rng(seed);
       for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-      d.train = permuted(d.train, order);
+      d.train = subset(d.train, order);
       break;
     }
   }

@@ -779,7 +779,6 @@ json run_pipeline(const RunOptions& options_in) {
   const json est = c.config.value("estimates", json::object());
   for (const auto& s : all) estimates.push_back(est.value(s.name, 60.0));  // seconds
   std::map<std::string, std::string> fingerprints;
-  std::set<std::string> rerun;  // stages that ran in this process
   double expected_so_far = 0;
   std::fprintf(stderr, "qnas run: preset %s, %s, run dir %s, %d threads\n", c.options.preset.c_str(),
                c.source.describe().c_str(), c.dir.c_str(), torch::get_num_threads());
@@ -814,7 +813,6 @@ json run_pipeline(const RunOptions& options_in) {
       const double took = seconds_since(t);
       c.state.complete(s.name, fp, settings, result, took);
       std::fprintf(stderr, "%s: finished in %s\n", head.c_str(), ProgressLine::format_duration(took).c_str());
-      rerun.insert(s.name);
       expected_so_far += estimates[k];
     }
     if (s.name == c.options.until) {
