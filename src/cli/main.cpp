@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
 #endif
 #ifdef QNAS_HAVE_PIPELINE
   qnas::cli::add_subnet_search_command(app);
+  qnas::cli::add_mixed_precision_command(app);
 #endif
   (void)profile;
 #endif

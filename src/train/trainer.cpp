@@ -311,7 +311,10 @@ double Trainer::lr_at(int epoch, std::int64_t step_in_epoch) const {
 }
 
 void Trainer::set_bits(int bits) {
-  quant::set_bits(*model_, bits);
+  if (bits_policy_)
+    bits_policy_(bits);
+  else
+    quant::set_bits(*model_, bits);
   bits_ = bits;
 }
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -100,6 +101,10 @@ class Trainer {
   // from the same checkpoint. Call before run().
   void set_process_group(dist::ProcessGroup* group);
 
+  // Replaces "every quantizer at b bits" when a phase starts (b = 32 or qat_bits): a mixed-precision network
+  // keeps its own per-layer bits through its QAT epochs. Call before run().
+  void set_bits_policy(std::function<void(int bits)> policy) { bits_policy_ = std::move(policy); }
+
   // Test hook: throw TrainingInterrupted after this many optimizer steps of this process (a kill).
   void interrupt_after_steps(std::int64_t steps) { interrupt_after_ = steps; }
   std::filesystem::path checkpoint_path() const { return run_dir_ / "checkpoint.pt"; }
@@ -136,6 +141,7 @@ class Trainer {
   quant::Collectives collectives_;
   bool is_writer() const { return !group_ || group_->rank() == 0; }
   std::int64_t interrupt_after_ = -1;
+  std::function<void(int)> bits_policy_;
 };
 
 // The checkpoint format Trainer writes. 2: activation quantizers belong to the tensors' producers

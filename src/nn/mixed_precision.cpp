@@ -1,0 +1,88 @@
+#include "nn/mixed_precision.h"
+
+#include <map>
+
+#include "core/error.h"
+
+namespace qnas::nn {
+
+using space::QuantLayer;
+
+namespace {
+
+// Another bit-width over the same trained range: an initialised quantizer's scale is stretched so that
+// scale * Qp stays where it was (LSQ+ keeps its offset).
+void set_bits_keeping_range(quant::LsqWeightImpl& q, int bits) {
+  if (q.bits() != quant::kFloatBits && bits != quant::kFloatBits && q.initialized()) {
+    torch::NoGradGuard no_grad;
+    q.scale.mul_(static_cast<double>(q.qmax()) / static_cast<double>((1 << (bits - 1)) - 1));
+  }
+  q.set_bits(bits);
+}
+
+void set_bits_keeping_range(quant::LsqPlusActivationImpl& q, int bits) {
+  if (q.bits() != quant::kFloatBits && bits != quant::kFloatBits && q.initialized()) {
+    torch::NoGradGuard no_grad;
+    q.scale.mul_(static_cast<double>(q.qmax()) / static_cast<double>((1 << bits) - 1));
+  }
+  q.set_bits(bits);
+}
+
+}  // namespace
+
+std::vector<QuantLayerHandles> quant_layer_handles(StaticNetImpl& net) {
+  const auto layers = space::quant_layers(net.spec());
+  auto& blocks = net.blocks();
+  std::vector<QuantLayerHandles> out;
+  for (const QuantLayer& q : layers) {
+    StaticBlock& block = blocks.at(static_cast<size_t>(q.block));
+    // What the block reads: the previous block's output (its last layer's quantizer) or the image's.
+    quant::LsqPlusActivation block_input =
+        q.block == 0 ? net.input_quant : blocks[static_cast<size_t>(q.block) - 1].layers.back().output_quant;
+    QuantLayerHandles h;
+    switch (q.part) {
+      case QuantLayer::Part::kProjection:
+        h.weight = block.projection->conv->weight;
+        h.weight_quant = block.projection->weight_quant;
+        h.input_quant = block_input;
+        break;
+      case QuantLayer::Part::kMain: {
+        StaticLayer& l = block.layers.at(static_cast<size_t>(q.layer));
+        h.weight = l.linear ? l.linear->weight : l.conv->weight;
+        h.weight_quant = l.weight_quant;
+        h.input_quant = q.layer == 0 ? block_input : block.layers[static_cast<size_t>(q.layer) - 1].output_quant;
+        break;
+      }
+      case QuantLayer::Part::kSeReduce:
+      case QuantLayer::Part::kSeExpand: {
+        StaticLayer& l = block.layers.at(static_cast<size_t>(q.layer));
+        const bool reduce = q.part == QuantLayer::Part::kSeReduce;
+        h.weight = reduce ? l.conv->weight : l.se_expand->weight;
+        h.weight_quant = reduce ? l.weight_quant : l.expand_weight_quant;
+        h.input_quant = reduce ? l.pool_quant : l.mid_quant;
+        break;
+      }
+    }
+    if (!h.weight.defined() || !h.weight_quant || !h.input_quant)
+      fail("network {}: layer {} has no quantised weight or input", net.spec().subnet, q.name);
+    out.push_back(h);
+  }
+  return out;
+}
+
+void apply_bits(StaticNetImpl& net, const space::BitAssignment& bits) {
+  bits.validate(net.spec());
+  if (!bits.subnet.empty() && bits.subnet != net.spec().subnet)
+    fail("bit assignment for subnet {} applied to network {}", bits.subnet, net.spec().subnet);
+  auto handles = quant_layer_handles(net);
+  std::map<quant::LsqPlusActivationImpl*, std::pair<quant::LsqPlusActivation, int>> inputs;
+  for (size_t i = 0; i < handles.size(); ++i) {
+    set_bits_keeping_range(*handles[i].weight_quant, bits.layers[i].weight);
+    auto [it, inserted] =
+        inputs.try_emplace(handles[i].input_quant.get(), handles[i].input_quant, bits.layers[i].activation);
+    if (!inserted) it->second.second = std::max(it->second.second, bits.layers[i].activation);
+  }
+  for (auto& [ptr, q] : inputs) set_bits_keeping_range(*q.first, q.second);
+}
+
+}  // namespace qnas::nn

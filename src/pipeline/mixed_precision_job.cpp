@@ -1,0 +1,224 @@
+#include "pipeline/mixed_precision_job.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/progress.h"
+#include "data/fashion_mnist.h"
+#include "data/loader.h"
+#include "deploy/deploy.h"
+#include "deploy/engines.h"
+#include "latency/profiling.h"
+#include "nn/mixed_precision.h"
+#include "quant/hessian.h"
+#include "search/hawq.h"
+#include "space/bit_assignment.h"
+#include "train/trainer.h"
+
+namespace qnas::pipeline {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::int64_t> first_indices(std::int64_t from, std::int64_t to) {
+  std::vector<std::int64_t> v;
+  for (std::int64_t i = from; i < to; ++i) v.push_back(i);
+  return v;
+}
+
+void check_options(const MixedPrecisionOptions& o) {
+  if (o.method != "hawq" && o.method != "uniform")
+    fail("unknown mixed-precision method '{}': use hawq or uniform (autoq is not built yet)", o.method);
+  if (o.bits.empty()) fail("--bits needs at least one bit-width");
+  for (int b : o.bits) space::check_bits(b, "--bits");
+  if (o.method == "uniform" && o.bits.size() != 1)
+    fail("--method uniform takes one bit-width (--bits 4), got {}", o.bits.size());
+  if (o.activation_bits != 0) space::check_bits(o.activation_bits, "--activation-bits");
+  if (o.hessian_iterations < 1 || o.hessian_batch < 1) fail("--hessian-iterations and --hessian-batch must be positive");
+  if (o.finetune_epochs < 0) fail("--finetune-epochs must not be negative");
+}
+
+// Hutchinson traces of the FP32 network's loss Hessian, one per quantised layer's weight, on training batches
+// (BN in eval mode: the batch statistics would couple the images). Cached in `path`, keyed by the settings.
+std::vector<quant::TraceEstimate> layer_traces(nn::StaticNetImpl& net, const data::ImageDataset& train,
+                                               std::int64_t train_images, const MixedPrecisionOptions& o,
+                                               const fs::path& path) {
+  const json key = {{"subnet", net.spec().subnet},
+                    {"iterations", o.hessian_iterations},
+                    {"batch", o.hessian_batch},
+                    {"seed", o.seed}};
+  if (fs::exists(path)) {
+    const json cached = read_json_file(path);
+    if (cached.value("key", json()) == key) {
+      std::vector<quant::TraceEstimate> out;
+      for (const auto& t : cached.at("traces"))
+        out.push_back({t.at("trace").get<double>(), t.at("trace_per_weight").get<double>()});
+      std::fprintf(stderr, "mixed precision: Hessian traces from %s\n", path.c_str());
+      return out;
+    }
+  }
+  const auto handles = nn::quant_layer_handles(net);
+  std::vector<torch::Tensor> weights;
+  for (const auto& h : handles) weights.push_back(h.weight);
+  quant::set_bits(net, 32);
+  net.eval();
+  data::LoaderOptions lo;
+  lo.batch_size = o.hessian_batch;
+  lo.seed = o.seed;
+  data::BatchLoader loader(train, first_indices(0, train_images), lo);
+  std::int64_t epoch = 0;
+  loader.reset(epoch);
+  ProgressLine progress("Hessian traces (Hutchinson)", o.hessian_iterations, "iterations");
+  int calls = 0;
+  const auto loss = [&] {
+    data::Batch b;
+    if (!loader.next(b)) {
+      loader.reset(++epoch);
+      loader.next(b);
+    }
+    progress.update(++calls);
+    return torch::nn::functional::cross_entropy(net.forward(b.images), b.labels);
+  };
+  quant::HutchinsonOptions ho;
+  ho.max_iterations = o.hessian_iterations;
+  ho.seed = o.seed;
+  const auto r = quant::hutchinson_traces(loss, weights, ho);
+  progress.finish();
+  json traces = json::array();
+  const auto ql = space::quant_layers(net.spec());
+  for (size_t i = 0; i < r.traces.size(); ++i)
+    traces.push_back({{"name", ql[i].name}, {"trace", r.traces[i].trace}, {"trace_per_weight", r.traces[i].trace_per_weight}});
+  write_json_atomic(path, {{"key", key}, {"iterations", r.iterations}, {"converged", r.converged}, {"traces", traces}});
+  return r.traces;
+}
+
+}  // namespace
+
+json run_mixed_precision_job(const MixedPrecisionOptions& o) {
+  check_options(o);
+  if (o.run_dir.empty()) fail("--run-dir is required: a finished `qnas train` run");
+  deploy::TrainedRun run = deploy::load_run(o.run_dir);
+  const fs::path out = o.out_dir.empty() ? o.run_dir / ("mixed-precision-" + o.method) : o.out_dir;
+  fs::create_directories(out);
+  const data::ImageDataset train = data::load_fashion_mnist(o.data_dir, "train");
+  const data::ImageDataset test = data::load_fashion_mnist(o.data_dir, "test");
+  const data::Normalize normalize = data::Normalize::fashion_mnist();
+  const std::int64_t train_images = run.config.train_limit > 0 ? std::min(run.config.train_limit, train.count)
+                                                                : train.count;
+  nn::StaticNet net = deploy::network_to_deploy(run, o.subnet, train, normalize);
+  const space::ArchSpec& spec = net->spec();
+  const auto ql = space::quant_layers(spec);
+
+  // The assignment.
+  space::BitAssignment bits;
+  json method = {{"method", o.method}};
+  if (o.method == "uniform") {
+    bits = space::BitAssignment::uniform(spec, o.bits[0], o.activation_bits == 0 ? o.bits[0] : o.activation_bits);
+    // The stem and the classifier stay at 8 bits, as in every other method here.
+    for (size_t i = 0; i < ql.size(); ++i)
+      if ((ql[i].first || ql[i].classifier) && o.bits[0] < 8) bits.layers[i] = {8, 8};
+  } else {
+    const int trained_bits = run.bits;
+    const auto traces = layer_traces(*net, train, train_images, o, out / "traces.json");
+    quant::set_bits(*net, trained_bits);
+    std::vector<search::HawqLayerInput> inputs;
+    const auto handles = nn::quant_layer_handles(*net);
+    std::vector<int> sorted_bits = o.bits;
+    std::sort(sorted_bits.begin(), sorted_bits.end());
+    for (size_t i = 0; i < handles.size(); ++i) {
+      search::HawqLayerInput in;
+      in.trace = traces[i].trace_per_weight;
+      for (int b : sorted_bits) in.perturbation.push_back(quant::weight_perturbation(handles[i].weight, b));
+      inputs.push_back(in);
+    }
+    search::HawqOptions ho;
+    ho.bits = sorted_bits;
+    ho.compression_ratio = o.compression_ratio;
+    ho.activation_bits = o.activation_bits;
+    const auto r = search::hawq_assign(spec, inputs, ho);
+    bits = r.assignment;
+    method = r.to_json(spec);
+    method.erase("assignment");
+  }
+  json assignment = bits.to_json(spec);
+  assignment["method"] = method;
+  write_json_atomic(out / "assignment.json", assignment);
+
+  // The network in those bits: a QAT run keeps its trained ranges (stretched to the new bit-widths), an FP32
+  // run's quantizers start from min-max on the first batch.
+  quant::set_bits(*net, 8);
+  nn::apply_bits(*net, bits);
+  std::int64_t test_count = o.test_images > 0 ? std::min(o.test_images, test.count) : test.count;
+  const auto test_indices = first_indices(0, test_count);
+  std::vector<std::int64_t> labels;
+  for (auto i : test_indices) labels.push_back(test.label(i));
+  const auto accuracy = [&] {
+    deploy::EngineResult r = deploy::run_fakequant(*net, test, test_indices, normalize);
+    deploy::score(r, labels, nullptr);
+    return r.top1;
+  };
+  const double before = accuracy();
+  double after = before;
+  if (o.finetune_epochs > 0) {
+    train::TrainConfig c = run.config;
+    c.epochs = 0;
+    c.qat_epochs = o.finetune_epochs;
+    c.qat_bits = 8;
+    c.qat_lr = o.finetune_lr;
+    c.train_limit = std::min(o.finetune_images, train_images);
+    c.test_limit = std::min<std::int64_t>(test_count, 2000);
+    c.eval_random_subnets = 0;
+    c.random_subnets = 0;
+    c.seed = o.seed;
+    train::Trainer trainer(c, net.ptr(), train, test, out / "finetune");
+    // The assigned bits are the network's own: the QAT phase keeps them.
+    trainer.set_bits_policy([](int b) {
+      if (b != 8) fail("mixed-precision fine-tune: unexpected {}-bit phase", b);
+    });
+    trainer.run();
+    net->eval();
+    after = accuracy();
+  }
+
+  // Latency on this CPU: the INT8 engine runs every quantised layer at 8 bits.
+  runtime::MeasureOptions m;
+  m.runs = o.runs;
+  m.warmup = std::max(3, o.runs / 10);
+  const auto t = latency::time_arch(spec, runtime::Precision::kInt8, o.threads, m, true);
+  const auto t32 = latency::time_arch(spec, runtime::Precision::kFp32, o.threads, m, false);
+  const auto int8 = space::BitAssignment::uniform(spec, 8, 8);
+  json result = {{"run_dir", o.run_dir.string()},
+                 {"subnet", spec.subnet},
+                 {"space", spec.space},
+                 {"method", method},
+                 {"bits", o.bits},
+                 {"test_images", test_count},
+                 {"accuracy_before_finetune", before},
+                 {"accuracy", after},
+                 {"finetune_epochs", o.finetune_epochs},
+                 {"mflops", static_cast<double>(spec.macs()) / 1e6},
+                 {"bitops_m", space::bitops(spec, bits) / 1e6},
+                 {"bitops_int8_m", space::bitops(spec, int8) / 1e6},
+                 {"compression_ratio", space::compression_ratio(spec, bits)},
+                 {"model_size_kb", static_cast<double>(space::model_size_bits(spec, bits)) / 8192.0},
+                 {"model_size_int8_kb", static_cast<double>(space::model_size_bits(spec, int8)) / 8192.0},
+                 {"model_size_fp32_kb", static_cast<double>(space::fp32_size_bits(spec)) / 8192.0},
+                 {"latency_int8_ms", {{"median", t.timing.median_ms}, {"min", t.timing.min_ms}}},
+                 {"latency_fp32_ms", {{"median", t32.timing.median_ms}, {"min", t32.timing.min_ms}}},
+                 {"latency_note",
+                  "oneDNN 2.6 has INT8 and FP32 kernels only: layers below 8 bits run as INT8, so their bits "
+                  "change BitOPs and model size, not latency"},
+                 {"threads", o.threads}};
+  write_json_atomic(out / "result.json", result);
+  return result;
+}
+
+}  // namespace qnas::pipeline

@@ -1,0 +1,44 @@
+#pragma once
+// `qnas mixed-precision`: bits for every layer of a trained network, then a short QAT fine-tune in those bits.
+//   uniform: every layer at one bit-width (the reference points: uniform 8, uniform 4);
+//   hawq:    NNCF's HAWQ-v2 (Hutchinson traces of the FP32 network's Hessian, monotone candidates, the lowest
+//            trace-weighted perturbation that reaches the compression ratio; search/hawq.h).
+// The stem conv and the classifier stay at 8 bits. Results: accuracy before and after the fine-tune
+// (fake-quant on the test set), BitOPs, compression ratio, model size, and the oneDNN INT8 latency of the network
+// (oneDNN 2.6 has no sub-8-bit kernels: 2/3/4-bit layers run as INT8, so the bits change size and BitOPs here,
+// not latency). Writes OUT/assignment.json (what `--bits-from` reads), OUT/result.json, OUT/traces.json; the
+// fine-tune resumes from OUT/finetune/checkpoint.pt and the traces from OUT/traces.json.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace qnas::pipeline {
+
+struct MixedPrecisionOptions {
+  std::filesystem::path run_dir;  // a finished `qnas train` run
+  std::string subnet;             // a supernet run's subnet (empty: the max subnet)
+  std::filesystem::path out_dir;  // default: RUN/mixed-precision-<method>
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string method = "hawq";      // hawq | uniform
+  std::vector<int> bits = {4, 8};   // hawq: the choices; uniform: one value
+  double compression_ratio = 1.5;   // hawq's target
+  int activation_bits = 0;          // 0: a layer's input gets its weight's bits
+  int hessian_iterations = 200;
+  std::int64_t hessian_batch = 32;
+  int finetune_epochs = 1;          // QAT epochs in the assigned bits (0: none)
+  std::int64_t finetune_images = 10000;
+  double finetune_lr = 0.004;
+  std::int64_t test_images = 0;     // 0: the whole test set
+  int threads = 1;                  // latency measurement
+  int runs = 50;
+  std::uint64_t seed = 0;
+};
+
+// Runs the job; returns what it wrote to result.json. One qnas::Error for a missing or untrained run, bits
+// outside {2,3,4,8,32}, an unknown method, or a ratio no assignment meets.
+nlohmann::json run_mixed_precision_job(const MixedPrecisionOptions& options);
+
+}  // namespace qnas::pipeline
