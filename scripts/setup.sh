@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake pkg-config
   libtorch-dev        # training, autograd, elastic modules (CPU LibTorch 1.13)
+  libopenblas0-openmp # LibTorch calls sgemm through the libblas.so.3 alternative; without this it is netlib's
+                      # reference BLAS (block KD ran 1.9x slower). The OpenMP build follows torch's thread count
   libgloo-dev         # the headers c10d's Gloo process group needs (data-parallel training)
   libdnnl-dev         # oneDNN: INT8 / FP32 inference and latency
   ocl-icd-opencl-dev  # dnnl-config.cmake requires OpenCL; libdnnl-dev only recommends it

@@ -198,6 +198,25 @@ void LatencyLut::fit_correction(const std::vector<space::ArchSpec>& specs, const
   stage_slopes_.clear();
   for (size_t p = 0; p + 1 < d; ++p) stage_slopes_[stages[p]] = solution[p];
   intercept_ = solution.back();
+  // Latency is a fixed cost plus a positive price per block: a fit with a negative intercept or slope (few
+  // networks for many stage slopes; the tiny preset fitted 9 unknowns on 4 and predicted -2.3 ms for the
+  // smallest network) would do that for some network, so it falls back to the global line, then to the
+  // plain ratio through the origin.
+  const auto plausible = [&] {
+    if (!(intercept_ >= 0)) return false;
+    for (const auto& [stage, s] : stage_slopes_)
+      if (!(s > 0)) return false;
+    return true;
+  };
+  if (plausible()) return;
+  intercept_ = my - slope_ * mx;
+  for (auto& [stage, s] : stage_slopes_) s = slope_;
+  if (plausible()) return;
+  double sx = 0, sy = 0;
+  for (size_t i = 0; i < x.size(); ++i) sx += x[i], sy += y[i];
+  slope_ = sy / sx;
+  intercept_ = 0;
+  for (auto& [stage, s] : stage_slopes_) s = slope_;
 }
 
 void LatencyLut::save(const std::string& path) const {

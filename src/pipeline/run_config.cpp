@@ -43,12 +43,12 @@ json block_kd_section(int epochs, int qat_epochs, std::int64_t batch, std::int64
 }
 
 json tiny() {
-  json finetune = train_section(0, 1, 64, 0.05, 0.002, 0, 500, 4);
-  finetune["train_limit"] = 512;
-  json teacher = train_section(1, 0, 64, 0.05, 0.005, 0, 500, 4);
-  teacher["train_limit"] = 2048;
-  json supernet = train_section(1, 1, 64, 0.05, 0.005, 1, 500, 4);
-  supernet["train_limit"] = 1024;
+  json finetune = train_section(0, 1, 64, 0.05, 0.002, 0, 250, 2);
+  finetune["train_limit"] = 256;
+  json teacher = train_section(1, 0, 64, 0.05, 0.005, 0, 250, 2);
+  teacher["train_limit"] = 1024;
+  json supernet = train_section(1, 1, 64, 0.05, 0.005, 1, 250, 2);
+  supernet["train_limit"] = 512;
   return {
       {"description",
        "every stage on a sliver of the data: a smoke test in minutes, accuracy is not the point"},
@@ -58,12 +58,12 @@ json tiny() {
         {"runs", 10},
         {"warmup", 3},
         {"statistic", "min"},
-        {"range_samples", 60},
-        {"calibration_networks", 8},
+        {"range_samples", 30},
+        {"calibration_networks", 4},
         {"limit_quantiles", {0.03, 0.08}}}},
       {"teacher", teacher},
       {"block_kd", block_kd_section(1, 0, 8, 8, 32)},
-      {"block_lut", {{"rows", 4}, {"eval_images", 16}, {"fixed_samples", 8}}},
+      {"block_lut", {{"rows", 2}, {"eval_images", 8}, {"fixed_samples", 4}}},
       {"space_search",
        {{"population", 16},
         {"sample", 4},
@@ -76,9 +76,9 @@ json tiny() {
        {{"algorithm", "evolution"},
         {"population", 6},
         {"generations", 2},
-        {"heldout_images", 256},
+        {"heldout_images", 128},
         {"random_baseline", false}}},
-      {"finish", {{"finetune", finetune}, {"test_images", 1000}, {"runs", 10}, {"ort", true}}},
+      {"finish", {{"finetune", finetune}, {"test_images", 500}, {"runs", 10}, {"ort", true}}},
       {"estimates",
        {{"data", 1},
         {"latency", 25},

@@ -142,6 +142,28 @@ TEST(LatencyLut, FillMeasuresEachDistinctBlockOnceAndRoundTrips) {
                   "cannot be mixed");
 }
 
+// Measured latencies that a line fits only with a negative intercept (a steep rise from small to large networks):
+// the correction must not predict a negative latency for a small network, so it falls back to a fit that cannot.
+TEST(LatencyLut, ACorrectionNeverPredictsANegativeLatency) {
+  std::vector<space::ArchSpec> specs;
+  for (std::uint64_t seed = 1; seed <= 4; ++seed)
+    specs.push_back(qnas::testing::random_arch("fmnistw-151122-000000", seed, 20));
+  LatencyLut lut(runtime::this_machine(1, "int8"));
+  lut.fill(distinct_blocks(specs), kQuick);
+  double lo = 1e300, hi = 0;
+  for (const auto& s : specs) lo = std::min(lo, lut.block_sum(s)), hi = std::max(hi, lut.block_sum(s));
+  ASSERT_LT(lo, hi);
+  std::vector<double> measured;  // 3x the block sum, minus 2.9x the smallest: a line through (lo, 0.1 lo)
+  for (const auto& s : specs) measured.push_back(3.0 * lut.block_sum(s) - 2.9 * lo);
+  lut.fit_correction(specs, measured);
+  EXPECT_TRUE(lut.has_correction());
+  EXPECT_GE(lut.intercept(), 0.0);
+  const auto tiny = qnas::testing::random_arch("fmnistw-151122-000000", 99, 20);
+  lut.fill(distinct_blocks({tiny}), kQuick);
+  for (const auto& s : specs) EXPECT_GT(lut.predict(s), 0.0);
+  EXPECT_GT(lut.predict(tiny), 0.0);
+}
+
 TEST(LatencyLut, CorruptOrMissingFilesAreRefused) {
   const auto key = runtime::this_machine(1, "int8");
   EXPECT_CONTAINS(qnas::testing::error_message([&] { LatencyLut::load("/nonexistent/lut.json", key); }),
