@@ -21,11 +21,15 @@ void add_mixed_precision_command(CLI::App& app) {
       "mixed-precision", "Bits per layer for a trained network (uniform or HAWQ-v2), fine-tuned, with BitOPs, size and latency");
   cmd->add_option("--run-dir", *run_dir, "a finished `qnas train` run (a plain network or a supernet)")->required();
   cmd->add_option("--subnet", o->subnet, "for a supernet run: the subnet (default: the max subnet)");
-  cmd->add_option("--method", o->method, "hawq | uniform")->capture_default_str();
+  cmd->add_option("--method", o->method, "hawq | uniform | latency-aware (INT8 or FP32 per block)")
+      ->capture_default_str();
   cmd->add_option("--bits", o->bits, "hawq: the weight bit-widths to choose from; uniform: one bit-width")
       ->capture_default_str();
   cmd->add_option("--compression-ratio", o->compression_ratio,
                   "hawq: INT8 bit complexity / the assignment's (sum FLOPs x max(b_w, b_a)) to reach")
+      ->capture_default_str();
+  cmd->add_option("--latency-slack", o->latency_slack,
+                  "latency-aware: allowed latency above all-INT8, as a fraction (0: never slower)")
       ->capture_default_str();
   cmd->add_option("--activation-bits", o->activation_bits, "every layer's input bits (0: its weight's bits)")
       ->capture_default_str();
@@ -54,14 +58,18 @@ void add_mixed_precision_command(CLI::App& app) {
       std::printf("%s\n", r.dump(2).c_str());
       return;
     }
-    std::printf("| method | bits | test top-1 (before fine-tune) | BitOPs (M) | ratio | size (KiB) | INT8 ms |\n");
-    std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
-    std::printf("| %s | %s | %.2f%% (%.2f%%) | %.2f of %.2f | %.3f | %.1f of %.1f (FP32 %.1f) | %.3f |\n",
+    std::printf(
+        "| method | bits | test top-1 (before fine-tune) | BitOPs (M) | ratio | size (KiB) | INT8 ms | as assigned "
+        "ms (FP32 blocks) | FP32 ms |\n");
+    std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    std::printf("| %s | %s | %.2f%% (%.2f%%) | %.2f of %.2f | %.3f | %.1f of %.1f (FP32 %.1f) | %.3f | %.3f (%d) | %.3f |\n",
                 o->method.c_str(), fmt::format("{}", fmt::join(o->bits, ",")).c_str(), 100 * r["accuracy"].get<double>(),
                 100 * r["accuracy_before_finetune"].get<double>(), r["bitops_m"].get<double>(),
                 r["bitops_int8_m"].get<double>(), r["compression_ratio"].get<double>(),
                 r["model_size_kb"].get<double>(), r["model_size_int8_kb"].get<double>(),
-                r["model_size_fp32_kb"].get<double>(), r["latency_int8_ms"]["median"].get<double>());
+                r["model_size_fp32_kb"].get<double>(), r["latency_int8_ms"]["median"].get<double>(),
+                r["latency_as_assigned_ms"]["median"].get<double>(), r["fp32_blocks"].get<int>(),
+                r["latency_fp32_ms"]["median"].get<double>());
     std::printf("%s\nwritten: %s/{assignment.json,result.json}\n", r["latency_note"].get<std::string>().c_str(),
                 (o->out_dir.empty() ? o->run_dir / ("mixed-precision-" + o->method) : o->out_dir).c_str());
   });

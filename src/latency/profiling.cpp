@@ -1,5 +1,7 @@
 #include "latency/profiling.h"
 
+#include <memory>
+
 #include "core/error.h"
 #include "runtime/quant.h"
 #include "space/baselines.h"
@@ -41,6 +43,50 @@ PlanTiming time_program(const Program& program, Precision precision, int threads
 PlanTiming time_arch(const space::ArchSpec& spec, Precision precision, int threads,
                      const MeasureOptions& options, bool asymmetric) {
   return time_program(runtime::lower(spec), precision, threads, options, true, 1, asymmetric);
+}
+
+PlanTiming time_mixed(const space::ArchSpec& spec, const std::vector<Precision>& block_precision, int threads,
+                      const MeasureOptions& options, bool asymmetric) {
+  if (block_precision.size() != spec.blocks.size())
+    fail("mixed precision timing: {} precisions for {} blocks of {}", block_precision.size(), spec.blocks.size(),
+         spec.subnet);
+  struct Segment {
+    runtime::Program program;
+    runtime::Weights weights;
+    runtime::QuantParams quant;
+    std::unique_ptr<runtime::OnednnPlan> plan;
+  };
+  std::vector<std::unique_ptr<Segment>> segments;
+  for (size_t first = 0; first < spec.blocks.size();) {
+    size_t last = first;
+    while (last + 1 < spec.blocks.size() && block_precision[last + 1] == block_precision[first]) ++last;
+    space::ArchSpec part = spec;
+    part.blocks.assign(spec.blocks.begin() + static_cast<std::ptrdiff_t>(first),
+                       spec.blocks.begin() + static_cast<std::ptrdiff_t>(last) + 1);
+    part.in_channels = part.blocks.front().cin;
+    part.resolution = part.blocks.front().in_hw;
+    auto seg = std::make_unique<Segment>();
+    seg->program = runtime::lower(part);
+    seg->weights = runtime::random_weights(seg->program, 1 + first);
+    seg->quant = timing_quant(seg->program, seg->weights, asymmetric);
+    seg->plan = std::make_unique<runtime::OnednnPlan>(seg->program, seg->weights, block_precision[first], threads,
+                                                      &seg->quant);
+    seg->plan->run(std::vector<float>(
+        static_cast<size_t>(part.in_channels) * part.resolution * part.resolution, 0.5f));
+    segments.push_back(std::move(seg));
+    first = last + 1;
+  }
+  PlanTiming t;
+  t.timing = runtime::measure(
+      [&] {
+        for (auto& seg : segments) seg->plan->execute(true);
+      },
+      options);
+  for (const auto& seg : segments) {
+    t.reorders += seg->plan->reorder_count();
+    for (const auto& [name, count] : seg->plan->implementations()) t.implementations[name] += count;
+  }
+  return t;
 }
 
 namespace {

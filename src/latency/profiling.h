@@ -33,6 +33,14 @@ PlanTiming time_program(const runtime::Program& program, Precision precision, in
 PlanTiming time_arch(const space::ArchSpec& spec, Precision precision, int threads,
                      const MeasureOptions& options, bool asymmetric = false);
 
+// A network with one precision per block, run as it would be deployed on this engine: consecutive blocks of
+// one precision form a segment compiled into one plan, and each segment reads its input as floats, so a
+// precision boundary pays a real conversion (the segment's input reorder and quantisation; the previous
+// segment's output stays in its engine layout, so one conversion per boundary is timed, not two). With every
+// block in one precision this is time_arch.
+PlanTiming time_mixed(const space::ArchSpec& spec, const std::vector<Precision>& block_precision, int threads,
+                      const MeasureOptions& options, bool asymmetric = false);
+
 // Quantisation parameters good enough to time a plan with: every tensor at one scale, weights per channel;
 // with `asymmetric`, the tensors that can be negative are u8 with zero point 128 (LSQ+'s deployment: its
 // learned offset gives exactly those tensors a zero point, the non-negative ones keep 0).

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <numeric>
 
 #include <fmt/format.h>
 
@@ -17,7 +18,9 @@
 #include "latency/profiling.h"
 #include "nn/mixed_precision.h"
 #include "quant/hessian.h"
+#include "runtime/program.h"
 #include "search/hawq.h"
+#include "search/latency_aware.h"
 #include "space/bit_assignment.h"
 #include "train/trainer.h"
 
@@ -35,10 +38,14 @@ std::vector<std::int64_t> first_indices(std::int64_t from, std::int64_t to) {
 }
 
 void check_options(const MixedPrecisionOptions& o) {
-  if (o.method != "hawq" && o.method != "uniform")
-    fail("unknown mixed-precision method '{}': use hawq or uniform (autoq is not built yet)", o.method);
+  if (o.method != "hawq" && o.method != "uniform" && o.method != "latency-aware")
+    fail("unknown mixed-precision method '{}': use hawq, uniform or latency-aware (autoq is not built yet)",
+         o.method);
+  if (!(o.latency_slack >= 0)) fail("--latency-slack must be >= 0, got {}", o.latency_slack);
   if (o.bits.empty()) fail("--bits needs at least one bit-width");
   for (int b : o.bits) space::check_bits(b, "--bits");
+  if (o.method == "latency-aware" && o.bits != std::vector<int>{4, 8} && o.bits != std::vector<int>{8, 32})
+    fail("--method latency-aware chooses INT8 or FP32 per block: leave --bits out or give --bits 8 32");
   if (o.method == "uniform" && o.bits.size() != 1)
     fail("--method uniform takes one bit-width (--bits 4), got {}", o.bits.size());
   if (o.activation_bits != 0) space::check_bits(o.activation_bits, "--activation-bits");
@@ -100,6 +107,56 @@ std::vector<quant::TraceEstimate> layer_traces(nn::StaticNetImpl& net, const dat
   return r.traces;
 }
 
+// INT8 or FP32 per block (see the header). Returns the assignment and what it was decided from.
+space::BitAssignment latency_aware_bits(nn::StaticNetImpl& net, const std::vector<quant::TraceEstimate>& traces,
+                                        const MixedPrecisionOptions& o, const runtime::MeasureOptions& m,
+                                        json& method) {
+  const space::ArchSpec& spec = net.spec();
+  const auto ql = space::quant_layers(spec);
+  const auto handles = nn::quant_layer_handles(net);
+  const size_t blocks = spec.blocks.size();
+  std::vector<double> sensitivity(blocks, 0.0), int8_ms(blocks), fp32_ms(blocks);
+  for (size_t i = 0; i < ql.size(); ++i)
+    sensitivity[static_cast<size_t>(ql[i].block)] +=
+        traces[i].trace_per_weight * quant::weight_perturbation(handles[i].weight, 8);
+  ProgressLine progress("per-block INT8 and FP32 latency", static_cast<std::int64_t>(blocks), "blocks");
+  for (size_t b = 0; b < blocks; ++b) {
+    const runtime::Program p = runtime::lower_block(spec.blocks[b]);
+    int8_ms[b] = latency::time_program(p, runtime::Precision::kInt8, o.threads, m, false, 1, true).timing.min_ms;
+    fp32_ms[b] = latency::time_program(p, runtime::Precision::kFp32, o.threads, m, false, 1, false).timing.min_ms;
+    progress.update(static_cast<std::int64_t>(b + 1));
+  }
+  progress.finish();
+  std::vector<search::BlockCosts> costs;
+  for (size_t b = 0; b < blocks; ++b) costs.push_back({int8_ms[b], fp32_ms[b], sensitivity[b]});
+  const search::PrecisionChoice choice = search::choose_block_precision(costs, o.latency_slack);
+  const std::vector<bool>& fp32 = choice.fp32;
+  space::BitAssignment bits = space::BitAssignment::uniform(spec, 8, 8);
+  for (size_t i = 0; i < ql.size(); ++i) {
+    const auto b = static_cast<size_t>(ql[i].block);
+    if (!fp32[b]) continue;
+    // A layer reading the block's input sees what the previous block stores: INT8 codes unless it is FP32 too.
+    const bool reads_block_input = ql[i].layer == 0 || ql[i].part == space::QuantLayer::Part::kProjection;
+    const bool input_fp32 = reads_block_input ? (b == 0 || fp32[b - 1]) : true;
+    bits.layers[i] = {space::kFloatBits, input_fp32 ? space::kFloatBits : 8};
+  }
+  json rows = json::array();
+  for (size_t b = 0; b < blocks; ++b)
+    rows.push_back({{"block", b},
+                    {"stage", spec.blocks[b].stage},
+                    {"type", spec.blocks[b].type ? spec.blocks[b].type->name : std::string()},
+                    {"int8_ms", int8_ms[b]},
+                    {"fp32_ms", fp32_ms[b]},
+                    {"sensitivity", sensitivity[b]},
+                    {"precision", fp32[b] ? "fp32" : "int8"}});
+  method = {{"method", "latency-aware"},
+            {"latency_slack", o.latency_slack},
+            {"predicted_ms", choice.predicted_ms},
+            {"block_sum_int8_ms", choice.all_int8_ms},
+            {"blocks", rows}};
+  return bits;
+}
+
 }  // namespace
 
 json run_mixed_precision_job(const MixedPrecisionOptions& o) {
@@ -125,6 +182,14 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
     // The stem and the classifier stay at 8 bits, as in every other method here.
     for (size_t i = 0; i < ql.size(); ++i)
       if ((ql[i].first || ql[i].classifier) && o.bits[0] < 8) bits.layers[i] = {8, 8};
+  } else if (o.method == "latency-aware") {
+    const int trained_bits = run.bits;
+    const auto traces = layer_traces(*net, train, train_images, o, out / "traces.json");
+    quant::set_bits(*net, trained_bits);
+    runtime::MeasureOptions bm;
+    bm.runs = o.runs;
+    bm.warmup = std::max(3, o.runs / 10);
+    bits = latency_aware_bits(*net, traces, o, bm, method);
   } else {
     const int trained_bits = run.bits;
     const auto traces = layer_traces(*net, train, train_images, o, out / "traces.json");
@@ -195,6 +260,14 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
   const auto t = latency::time_arch(spec, runtime::Precision::kInt8, o.threads, m, true);
   const auto t32 = latency::time_arch(spec, runtime::Precision::kFp32, o.threads, m, false);
   const auto int8 = space::BitAssignment::uniform(spec, 8, 8);
+  // The assignment as this engine runs it: a block with any FP32 weight runs in FP32.
+  std::vector<runtime::Precision> block_precision(spec.blocks.size(), runtime::Precision::kInt8);
+  for (size_t i = 0; i < ql.size(); ++i)
+    if (bits.layers[i].weight == space::kFloatBits)
+      block_precision[static_cast<size_t>(ql[i].block)] = runtime::Precision::kFp32;
+  const auto tm = latency::time_mixed(spec, block_precision, o.threads, m, true);
+  int fp32_blocks = 0;
+  for (auto p : block_precision) fp32_blocks += p == runtime::Precision::kFp32 ? 1 : 0;
   json result = {{"run_dir", o.run_dir.string()},
                  {"subnet", spec.subnet},
                  {"space", spec.space},
@@ -213,6 +286,8 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
                  {"model_size_fp32_kb", static_cast<double>(space::fp32_size_bits(spec)) / 8192.0},
                  {"latency_int8_ms", {{"median", t.timing.median_ms}, {"min", t.timing.min_ms}}},
                  {"latency_fp32_ms", {{"median", t32.timing.median_ms}, {"min", t32.timing.min_ms}}},
+                 {"latency_as_assigned_ms", {{"median", tm.timing.median_ms}, {"min", tm.timing.min_ms}}},
+                 {"fp32_blocks", fp32_blocks},
                  {"latency_note",
                   "oneDNN 2.6 has INT8 and FP32 kernels only: layers below 8 bits run as INT8, so their bits "
                   "change BitOPs and model size, not latency"},

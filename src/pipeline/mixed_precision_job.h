@@ -3,6 +3,10 @@
 //   uniform: every layer at one bit-width (the reference points: uniform 8, uniform 4);
 //   hawq:    NNCF's HAWQ-v2 (Hutchinson traces of the FP32 network's Hessian, monotone candidates, the lowest
 //            trace-weighted perturbation that reaches the compression ratio; search/hawq.h).
+//   latency-aware: INT8 or FP32 per block, from this CPU's measured per-block INT8 and FP32 latency and the same
+//            Hessian sensitivity: FP32 where INT8 gains no time (it costs accuracy for nothing), then the most
+//            sensitive blocks per millisecond of lost INT8 gain while the predicted latency stays within
+//            --latency-slack of all-INT8; the result measured as a mixed network (latency/profiling.h time_mixed).
 // The stem conv and the classifier stay at 8 bits. Results: accuracy before and after the fine-tune
 // (fake-quant on the test set), BitOPs, compression ratio, model size, and the oneDNN INT8 latency of the network
 // (oneDNN 2.6 has no sub-8-bit kernels: 2/3/4-bit layers run as INT8, so the bits change size and BitOPs here,
@@ -22,9 +26,10 @@ struct MixedPrecisionOptions {
   std::string subnet;             // a supernet run's subnet (empty: the max subnet)
   std::filesystem::path out_dir;  // default: RUN/mixed-precision-<method>
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
-  std::string method = "hawq";      // hawq | uniform
+  std::string method = "hawq";      // hawq | uniform | latency-aware
   std::vector<int> bits = {4, 8};   // hawq: the choices; uniform: one value
   double compression_ratio = 1.5;   // hawq's target
+  double latency_slack = 0.0;       // latency-aware: allowed latency above all-INT8, as a fraction
   int activation_bits = 0;          // 0: a layer's input gets its weight's bits
   int hessian_iterations = 200;
   std::int64_t hessian_batch = 32;

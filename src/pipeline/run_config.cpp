@@ -47,7 +47,7 @@ json tiny() {
   finetune["train_limit"] = 256;
   json teacher = train_section(1, 0, 64, 0.05, 0.005, 0, 250, 2);
   teacher["train_limit"] = 1024;
-  json supernet = train_section(1, 1, 64, 0.05, 0.005, 1, 250, 2);
+  json supernet = train_section(1, 1, 32, 0.05, 0.005, 1, 128, 2);
   supernet["train_limit"] = 512;
   return {
       {"description",
@@ -78,7 +78,7 @@ json tiny() {
         {"generations", 2},
         {"heldout_images", 128},
         {"random_baseline", false}}},
-      {"finish", {{"finetune", finetune}, {"test_images", 500}, {"runs", 10}, {"ort", true}}},
+      {"finish", {{"finetune", finetune}, {"test_images", 256}, {"runs", 10}, {"ort", true}}},
       {"estimates",
        {{"data", 1},
         {"latency", 25},

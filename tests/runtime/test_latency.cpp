@@ -16,6 +16,7 @@
 
 using namespace qnas;
 using namespace qnas::latency;
+using runtime::Precision;
 namespace fs = std::filesystem;
 
 namespace {
@@ -162,6 +163,23 @@ TEST(LatencyLut, ACorrectionNeverPredictsANegativeLatency) {
   lut.fill(distinct_blocks({tiny}), kQuick);
   for (const auto& s : specs) EXPECT_GT(lut.predict(s), 0.0);
   EXPECT_GT(lut.predict(tiny), 0.0);
+}
+
+TEST(Profiling, AMixedPrecisionNetworkRunsAsSegmentsOfOnePrecision) {
+  const auto spec = qnas::testing::random_arch("fmnistw-151122-000000", 3, 20);
+  std::vector<Precision> precision(spec.blocks.size(), Precision::kInt8);
+  const auto int8 = time_mixed(spec, precision, 1, kQuick, true);
+  for (size_t b = 1; b < precision.size(); b += 2) precision[b] = Precision::kFp32;  // a boundary after every block
+  const auto mixed = time_mixed(spec, precision, 1, kQuick, true);
+  EXPECT_GT(int8.timing.min_ms, 0.0);
+  EXPECT_GT(mixed.timing.min_ms, 0.0);
+  int int8_primitives = 0, fp32_primitives = 0;
+  for (const auto& [name, count] : mixed.implementations)
+    (name.find("int8") != std::string::npos ? int8_primitives : fp32_primitives) += count;
+  EXPECT_GT(int8_primitives, 0) << "the INT8 blocks run INT8 kernels";
+  EXPECT_GT(fp32_primitives, 0) << "the FP32 blocks run FP32 kernels";
+  precision.pop_back();
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { time_mixed(spec, precision, 1, kQuick); }), "precisions for");
 }
 
 TEST(LatencyLut, CorruptOrMissingFilesAreRefused) {
