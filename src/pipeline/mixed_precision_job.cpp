@@ -116,9 +116,11 @@ space::BitAssignment latency_aware_bits(nn::StaticNetImpl& net, const std::vecto
   const auto handles = nn::quant_layer_handles(net);
   const size_t blocks = spec.blocks.size();
   std::vector<double> sensitivity(blocks, 0.0), int8_ms(blocks), fp32_ms(blocks);
+  // A Hutchinson estimate can come out negative (away from a minimum, or from few samples): read as "no
+  // measurable sensitivity", not as a reward for quantising.
   for (size_t i = 0; i < ql.size(); ++i)
     sensitivity[static_cast<size_t>(ql[i].block)] +=
-        traces[i].trace_per_weight * quant::weight_perturbation(handles[i].weight, 8);
+        std::max(0.0, traces[i].trace_per_weight) * quant::weight_perturbation(handles[i].weight, 8);
   ProgressLine progress("per-block INT8 and FP32 latency", static_cast<std::int64_t>(blocks), "blocks");
   for (size_t b = 0; b < blocks; ++b) {
     const runtime::Program p = runtime::lower_block(spec.blocks[b]);
