@@ -48,8 +48,8 @@ PlanTiming time_arch(const space::ArchSpec& spec, Precision precision, int threa
 PlanTiming time_mixed(const space::ArchSpec& spec, const std::vector<Precision>& block_precision, int threads,
                       const MeasureOptions& options, bool asymmetric) {
   if (block_precision.size() != spec.blocks.size())
-    fail("mixed precision timing: {} precisions for {} blocks of {}", block_precision.size(), spec.blocks.size(),
-         spec.subnet);
+    fail("mixed precision timing: {} precisions for {} blocks of {}", block_precision.size(),
+         spec.blocks.size(), spec.subnet);
   struct Segment {
     runtime::Program program;
     runtime::Weights weights;
@@ -69,10 +69,10 @@ PlanTiming time_mixed(const space::ArchSpec& spec, const std::vector<Precision>&
     seg->program = runtime::lower(part);
     seg->weights = runtime::random_weights(seg->program, 1 + first);
     seg->quant = timing_quant(seg->program, seg->weights, asymmetric);
-    seg->plan = std::make_unique<runtime::OnednnPlan>(seg->program, seg->weights, block_precision[first], threads,
-                                                      &seg->quant);
-    seg->plan->run(std::vector<float>(
-        static_cast<size_t>(part.in_channels) * part.resolution * part.resolution, 0.5f));
+    seg->plan = std::make_unique<runtime::OnednnPlan>(seg->program, seg->weights, block_precision[first],
+                                                      threads, &seg->quant);
+    seg->plan->run(
+        std::vector<float>(static_cast<size_t>(part.in_channels) * part.resolution * part.resolution, 0.5f));
     segments.push_back(std::move(seg));
     first = last + 1;
   }

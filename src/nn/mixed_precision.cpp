@@ -50,7 +50,8 @@ std::vector<QuantLayerHandles> quant_layer_handles(StaticNetImpl& net) {
         StaticLayer& l = block.layers.at(static_cast<size_t>(q.layer));
         h.weight = l.linear ? l.linear->weight : l.conv->weight;
         h.weight_quant = l.weight_quant;
-        h.input_quant = q.layer == 0 ? block_input : block.layers[static_cast<size_t>(q.layer) - 1].output_quant;
+        h.input_quant =
+            q.layer == 0 ? block_input : block.layers[static_cast<size_t>(q.layer) - 1].output_quant;
         break;
       }
       case QuantLayer::Part::kSeReduce:

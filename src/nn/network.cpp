@@ -19,7 +19,9 @@ torch::Tensor activate(const torch::Tensor& x, space::Activation activation) {
     case Activation::kSwish:
       return torch::silu(x);
     case Activation::kHsigmoid:
-      return torch::hardsigmoid(x);
+      // relu6(x + 3) / 6: the same values and gradient as torch::hardsigmoid, which LibTorch 1.13 cannot
+      // differentiate twice (HAWQ's Hessian traces need that); it runs on SE's pooled vector only.
+      return torch::hardtanh(x + 3.0, 0.0, 6.0) / 6.0;
     case Activation::kSigmoid:
       return torch::sigmoid(x);
   }

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
+#include "core/rng.h"
 #include "data/fashion_mnist.h"
 #include "data/loader.h"
 #include "deploy/deploy.h"
@@ -49,7 +50,8 @@ void check_options(const MixedPrecisionOptions& o) {
   if (o.method == "uniform" && o.bits.size() != 1)
     fail("--method uniform takes one bit-width (--bits 4), got {}", o.bits.size());
   if (o.activation_bits != 0) space::check_bits(o.activation_bits, "--activation-bits");
-  if (o.hessian_iterations < 1 || o.hessian_batch < 1) fail("--hessian-iterations and --hessian-batch must be positive");
+  if (o.hessian_iterations < 1 || o.hessian_batch < 1)
+    fail("--hessian-iterations and --hessian-batch must be positive");
   if (o.finetune_epochs < 0) fail("--finetune-epochs must not be negative");
 }
 
@@ -102,13 +104,17 @@ std::vector<quant::TraceEstimate> layer_traces(nn::StaticNetImpl& net, const dat
   json traces = json::array();
   const auto ql = space::quant_layers(net.spec());
   for (size_t i = 0; i < r.traces.size(); ++i)
-    traces.push_back({{"name", ql[i].name}, {"trace", r.traces[i].trace}, {"trace_per_weight", r.traces[i].trace_per_weight}});
-  write_json_atomic(path, {{"key", key}, {"iterations", r.iterations}, {"converged", r.converged}, {"traces", traces}});
+    traces.push_back({{"name", ql[i].name},
+                      {"trace", r.traces[i].trace},
+                      {"trace_per_weight", r.traces[i].trace_per_weight}});
+  write_json_atomic(
+      path, {{"key", key}, {"iterations", r.iterations}, {"converged", r.converged}, {"traces", traces}});
   return r.traces;
 }
 
 // INT8 or FP32 per block (see the header). Returns the assignment and what it was decided from.
-space::BitAssignment latency_aware_bits(nn::StaticNetImpl& net, const std::vector<quant::TraceEstimate>& traces,
+space::BitAssignment latency_aware_bits(nn::StaticNetImpl& net,
+                                        const std::vector<quant::TraceEstimate>& traces,
                                         const MixedPrecisionOptions& o, const runtime::MeasureOptions& m,
                                         json& method) {
   const space::ArchSpec& spec = net.spec();
@@ -124,8 +130,10 @@ space::BitAssignment latency_aware_bits(nn::StaticNetImpl& net, const std::vecto
   ProgressLine progress("per-block INT8 and FP32 latency", static_cast<std::int64_t>(blocks), "blocks");
   for (size_t b = 0; b < blocks; ++b) {
     const runtime::Program p = runtime::lower_block(spec.blocks[b]);
-    int8_ms[b] = latency::time_program(p, runtime::Precision::kInt8, o.threads, m, false, 1, true).timing.min_ms;
-    fp32_ms[b] = latency::time_program(p, runtime::Precision::kFp32, o.threads, m, false, 1, false).timing.min_ms;
+    int8_ms[b] =
+        latency::time_program(p, runtime::Precision::kInt8, o.threads, m, false, 1, true).timing.min_ms;
+    fp32_ms[b] =
+        latency::time_program(p, runtime::Precision::kFp32, o.threads, m, false, 1, false).timing.min_ms;
     progress.update(static_cast<std::int64_t>(b + 1));
   }
   progress.finish();
@@ -137,7 +145,8 @@ space::BitAssignment latency_aware_bits(nn::StaticNetImpl& net, const std::vecto
   for (size_t i = 0; i < ql.size(); ++i) {
     const auto b = static_cast<size_t>(ql[i].block);
     if (!fp32[b]) continue;
-    // A layer reading the block's input sees what the previous block stores: INT8 codes unless it is FP32 too.
+    // A layer reading the block's input sees what the previous block stores: INT8 codes unless it is FP32
+    // too.
     const bool reads_block_input = ql[i].layer == 0 || ql[i].part == space::QuantLayer::Part::kProjection;
     const bool input_fp32 = reads_block_input ? (b == 0 || fp32[b - 1]) : true;
     bits.layers[i] = {space::kFloatBits, input_fp32 ? space::kFloatBits : 8};
@@ -155,6 +164,7 @@ space::BitAssignment latency_aware_bits(nn::StaticNetImpl& net, const std::vecto
             {"latency_slack", o.latency_slack},
             {"predicted_ms", choice.predicted_ms},
             {"block_sum_int8_ms", choice.all_int8_ms},
+            {"block_sum_fastest_ms", choice.fastest_ms},
             {"blocks", rows}};
   return bits;
 }
@@ -170,8 +180,8 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
   const data::ImageDataset train = data::load_fashion_mnist(o.data_dir, "train");
   const data::ImageDataset test = data::load_fashion_mnist(o.data_dir, "test");
   const data::Normalize normalize = data::Normalize::fashion_mnist();
-  const std::int64_t train_images = run.config.train_limit > 0 ? std::min(run.config.train_limit, train.count)
-                                                                : train.count;
+  const std::int64_t train_images =
+      run.config.train_limit > 0 ? std::min(run.config.train_limit, train.count) : train.count;
   nn::StaticNet net = deploy::network_to_deploy(run, o.subnet, train, normalize);
   const space::ArchSpec& spec = net->spec();
   const auto ql = space::quant_layers(spec);
@@ -180,7 +190,8 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
   space::BitAssignment bits;
   json method = {{"method", o.method}};
   if (o.method == "uniform") {
-    bits = space::BitAssignment::uniform(spec, o.bits[0], o.activation_bits == 0 ? o.bits[0] : o.activation_bits);
+    bits = space::BitAssignment::uniform(spec, o.bits[0],
+                                         o.activation_bits == 0 ? o.bits[0] : o.activation_bits);
     // The stem and the classifier stay at 8 bits, as in every other method here.
     for (size_t i = 0; i < ql.size(); ++i)
       if ((ql[i].first || ql[i].classifier) && o.bits[0] < 8) bits.layers[i] = {8, 8};
@@ -245,7 +256,10 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
     c.eval_random_subnets = 0;
     c.random_subnets = 0;
     c.seed = o.seed;
-    train::Trainer trainer(c, net.ptr(), train, test, out / "finetune");
+    // One checkpoint directory per assignment: a run resumed with other bits must not continue another's QAT.
+    const fs::path finetune_dir =
+        out / fmt::format("finetune-{:08x}", stable_hash(assignment.at("layers").dump()) & 0xffffffffu);
+    train::Trainer trainer(c, net.ptr(), train, test, finetune_dir);
     // The assigned bits are the network's own: the QAT phase keeps them.
     trainer.set_bits_policy([](int b) {
       if (b != 8) fail("mixed-precision fine-tune: unexpected {}-bit phase", b);

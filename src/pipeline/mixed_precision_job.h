@@ -1,17 +1,21 @@
 #pragma once
-// `qnas mixed-precision`: bits for every layer of a trained network, then a short QAT fine-tune in those bits.
+// `qnas mixed-precision`: bits for every layer of a trained network, then a short QAT fine-tune in those
+// bits.
 //   uniform: every layer at one bit-width (the reference points: uniform 8, uniform 4);
 //   hawq:    NNCF's HAWQ-v2 (Hutchinson traces of the FP32 network's Hessian, monotone candidates, the lowest
 //            trace-weighted perturbation that reaches the compression ratio; search/hawq.h).
-//   latency-aware: INT8 or FP32 per block, from this CPU's measured per-block INT8 and FP32 latency and the same
-//            Hessian sensitivity: FP32 where INT8 gains no time (it costs accuracy for nothing), then the most
-//            sensitive blocks per millisecond of lost INT8 gain while the predicted latency stays within
-//            --latency-slack of all-INT8; the result measured as a mixed network (latency/profiling.h time_mixed).
+//   latency-aware: INT8 or FP32 per block, from this CPU's measured per-block INT8 and FP32 latency and the
+//   same
+//            Hessian sensitivity: FP32 where INT8 gains no time (it costs accuracy for nothing), then the
+//            most sensitive blocks per millisecond of lost INT8 gain while the predicted latency stays within
+//            --latency-slack of that fastest assignment; the result measured as a mixed network
+//            (latency/profiling.h time_mixed).
 // The stem conv and the classifier stay at 8 bits. Results: accuracy before and after the fine-tune
-// (fake-quant on the test set), BitOPs, compression ratio, model size, and the oneDNN INT8 latency of the network
-// (oneDNN 2.6 has no sub-8-bit kernels: 2/3/4-bit layers run as INT8, so the bits change size and BitOPs here,
-// not latency). Writes OUT/assignment.json (what `--bits-from` reads), OUT/result.json, OUT/traces.json; the
-// fine-tune resumes from OUT/finetune/checkpoint.pt and the traces from OUT/traces.json.
+// (fake-quant on the test set), BitOPs, compression ratio, model size, and the oneDNN INT8 latency of the
+// network (oneDNN 2.6 has no sub-8-bit kernels: 2/3/4-bit layers run as INT8, so the bits change size and
+// BitOPs here, not latency). Writes OUT/assignment.json (what `--bits-from` reads), OUT/result.json,
+// OUT/traces.json; the fine-tune resumes from OUT/finetune-<assignment hash>/checkpoint.pt and the traces
+// from OUT/traces.json.
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -26,18 +30,18 @@ struct MixedPrecisionOptions {
   std::string subnet;             // a supernet run's subnet (empty: the max subnet)
   std::filesystem::path out_dir;  // default: RUN/mixed-precision-<method>
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
-  std::string method = "hawq";      // hawq | uniform | latency-aware
-  std::vector<int> bits = {4, 8};   // hawq: the choices; uniform: one value
-  double compression_ratio = 1.5;   // hawq's target
-  double latency_slack = 0.0;       // latency-aware: allowed latency above all-INT8, as a fraction
-  int activation_bits = 0;          // 0: a layer's input gets its weight's bits
+  std::string method = "hawq";     // hawq | uniform | latency-aware
+  std::vector<int> bits = {4, 8};  // hawq: the choices; uniform: one value
+  double compression_ratio = 1.5;  // hawq's target
+  double latency_slack = 0.0;      // latency-aware: allowed latency above the fastest assignment
+  int activation_bits = 0;         // 0: a layer's input gets its weight's bits
   int hessian_iterations = 200;
   std::int64_t hessian_batch = 32;
-  int finetune_epochs = 1;          // QAT epochs in the assigned bits (0: none)
+  int finetune_epochs = 1;  // QAT epochs in the assigned bits (0: none)
   std::int64_t finetune_images = 10000;
   double finetune_lr = 0.004;
-  std::int64_t test_images = 0;     // 0: the whole test set
-  int threads = 1;                  // latency measurement
+  std::int64_t test_images = 0;  // 0: the whole test set
+  int threads = 1;               // latency measurement
   int runs = 50;
   std::uint64_t seed = 0;
 };

@@ -6,7 +6,8 @@
 
 namespace qnas::quant {
 
-HutchinsonResult hutchinson_traces(const std::function<torch::Tensor()>& loss, const std::vector<torch::Tensor>& params,
+HutchinsonResult hutchinson_traces(const std::function<torch::Tensor()>& loss,
+                                   const std::vector<torch::Tensor>& params,
                                    const HutchinsonOptions& options) {
   if (params.empty()) fail("Hutchinson trace: no parameter tensors given");
   if (options.max_iterations < 1) fail("Hutchinson trace: max_iterations must be at least 1");

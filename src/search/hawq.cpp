@@ -33,7 +33,8 @@ std::uint64_t count_monotone_sequences(int length, int choices) {
   return total;
 }
 
-void for_each_monotone_sequence(int length, int choices, const std::function<bool(const std::vector<int>&)>& visit) {
+void for_each_monotone_sequence(int length, int choices,
+                                const std::function<bool(const std::vector<int>&)>& visit) {
   if (length <= 0 || choices <= 0) return;
   std::vector<int> s(static_cast<size_t>(length), 0);
   while (true) {
@@ -63,7 +64,8 @@ HawqResult hawq_assign(const space::ArchSpec& spec, const std::vector<HawqLayerI
                        const HawqOptions& options) {
   const auto ql = space::quant_layers(spec);
   if (layers.size() != ql.size())
-    fail("HAWQ got {} layer traces for network {} with {} quantised layers", layers.size(), spec.subnet, ql.size());
+    fail("HAWQ got {} layer traces for network {} with {} quantised layers", layers.size(), spec.subnet,
+         ql.size());
   if (options.bits.empty()) fail("HAWQ needs at least one bit-width to choose from (--bits)");
   std::vector<int> bits = options.bits;
   for (int b : bits) space::check_bits(b, "--bits");
@@ -71,7 +73,8 @@ HawqResult hawq_assign(const space::ArchSpec& spec, const std::vector<HawqLayerI
     fail("--bits must be distinct and increasing, got {}", fmt::join(bits, " "));
   if (options.activation_bits != 0) space::check_bits(options.activation_bits, "activation bits");
   const auto input_bits = [&](int w) { return options.activation_bits == 0 ? w : options.activation_bits; };
-  if (!(options.compression_ratio > 0)) fail("the compression ratio must be positive, got {}", options.compression_ratio);
+  if (!(options.compression_ratio > 0))
+    fail("the compression ratio must be positive, got {}", options.compression_ratio);
   for (size_t i = 0; i < layers.size(); ++i)
     if (layers[i].perturbation.size() != bits.size())
       fail("HAWQ: layer {} has {} perturbations for {} bit-widths", ql[i].name, layers[i].perturbation.size(),
@@ -100,31 +103,35 @@ HawqResult hawq_assign(const space::ArchSpec& spec, const std::vector<HawqLayerI
   double best_metric = std::numeric_limits<double>::infinity();
   std::vector<int> best;
   double best_ratio = 0, highest_ratio = 0;
-  for_each_monotone_sequence(static_cast<int>(free.size()), static_cast<int>(bits.size()), [&](const std::vector<int>& s) {
-    ++result.candidates;
-    double c = fixed_complexity, metric = 0;
-    for (size_t k = 0; k < free.size(); ++k) {
-      const auto i = static_cast<size_t>(free[k]);
-      const auto choice = static_cast<size_t>(s[k]);
-      c += complexity(i, bits[choice]);
-      metric += layers[i].trace * layers[i].perturbation[choice];
-    }
-    const double ratio = int8_complexity / c;
-    highest_ratio = std::max(highest_ratio, ratio);
-    // A relative tolerance: a ratio that equals the target up to rounding meets it.
-    if (ratio + 1e-12 * ratio < options.compression_ratio) return true;
-    ++result.feasible;
-    if (metric < best_metric) {
-      best_metric = metric;
-      best = s;
-      best_ratio = ratio;
-    }
-    return true;
-  });
+  for_each_monotone_sequence(static_cast<int>(free.size()), static_cast<int>(bits.size()),
+                             [&](const std::vector<int>& s) {
+                               ++result.candidates;
+                               double c = fixed_complexity, metric = 0;
+                               for (size_t k = 0; k < free.size(); ++k) {
+                                 const auto i = static_cast<size_t>(free[k]);
+                                 const auto choice = static_cast<size_t>(s[k]);
+                                 c += complexity(i, bits[choice]);
+                                 metric += layers[i].trace * layers[i].perturbation[choice];
+                               }
+                               const double ratio = int8_complexity / c;
+                               highest_ratio = std::max(highest_ratio, ratio);
+                               // A relative tolerance: a ratio that equals the target up to rounding meets
+                               // it.
+                               if (ratio + 1e-12 * ratio < options.compression_ratio) return true;
+                               ++result.feasible;
+                               if (metric < best_metric) {
+                                 best_metric = metric;
+                                 best = s;
+                                 best_ratio = ratio;
+                               }
+                               return true;
+                             });
   if (best.empty() && !free.empty())
-    fail("no assignment of bits {{{}}} reaches compression ratio {}: the most these bits give is {:.3f} (every "
-         "free layer at {} bits); lower --compression-ratio or allow fewer bits",
-         fmt::join(bits, ", "), options.compression_ratio, highest_ratio, bits.front());
+    fail(
+        "no assignment of bits {{{}}} reaches compression ratio {}: the most these bits give is {:.3f} "
+        "(every "
+        "free layer at {} bits); lower --compression-ratio or allow fewer bits",
+        fmt::join(bits, ", "), options.compression_ratio, highest_ratio, bits.front());
   if (free.empty() && int8_complexity / fixed_complexity < options.compression_ratio)
     fail("network {} has no layer HAWQ may change, so it cannot reach ratio {}", spec.subnet,
          options.compression_ratio);

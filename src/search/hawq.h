@@ -29,7 +29,8 @@ struct HawqOptions {
 // (choose the j values used, then split L positions into j non-empty runs) = C(L+m-1, m-1).
 std::uint64_t count_monotone_sequences(int length, int choices);
 // Calls `visit` with every such sequence (choice indices); stops early when it returns false.
-void for_each_monotone_sequence(int length, int choices, const std::function<bool(const std::vector<int>&)>& visit);
+void for_each_monotone_sequence(int length, int choices,
+                                const std::function<bool(const std::vector<int>&)>& visit);
 
 struct HawqLayerInput {
   double trace = 0;                  // average Hessian trace per weight (Tr / numel)

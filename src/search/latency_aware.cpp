@@ -30,8 +30,15 @@ PrecisionChoice choose_block_precision(const std::vector<BlockCosts>& blocks, do
     if (free(a) != free(b)) return free(a);
     return price(a) > price(b);
   });
+  // The slack is over the fastest assignment (every free block FP32, the rest INT8), not over all-INT8: what
+  // the free blocks save is not a budget to spend on FP32 elsewhere (an INT8 SE block 17x slower than FP32
+  // would otherwise buy FP32 for the whole network).
+  double fastest = c.all_int8_ms;
+  for (size_t b = 0; b < blocks.size(); ++b)
+    if (free(b)) fastest += gain(b);
+  c.fastest_ms = fastest;
   c.predicted_ms = c.all_int8_ms;
-  const double budget = c.all_int8_ms * (1 + slack);
+  const double budget = fastest * (1 + slack);
   for (size_t b : order) {
     if (!free(b) && blocks[b].sensitivity <= 0) continue;  // slower in FP32 and nothing to gain in accuracy
     if (!free(b) && c.predicted_ms + gain(b) > budget * (1 + 1e-12)) continue;

@@ -3,7 +3,8 @@
 // quantises every layer to INT8; here a block stays FP32 where INT8 gains no time (SpaceEvo's Observation 2:
 // SE, hardswish and swish often run slower in INT8), and further blocks go back to FP32 in order of their
 // Hessian-weighted INT8 perturbation per millisecond of INT8 gain given up, while the predicted latency (the
-// all-INT8 block sum plus the gains given up) stays within `slack` of all-INT8. Torch-free.
+// all-INT8 block sum plus the gains given up) stays within `slack` of the fastest assignment (FP32 exactly
+// where INT8 gains no time). Torch-free.
 #include <vector>
 
 namespace qnas::search {
@@ -15,9 +16,10 @@ struct BlockCosts {
 };
 
 struct PrecisionChoice {
-  std::vector<bool> fp32;     // per block
-  double predicted_ms = 0;    // all-INT8 block sum + the gains given up
+  std::vector<bool> fp32;   // per block
+  double predicted_ms = 0;  // all-INT8 block sum + the gains given up
   double all_int8_ms = 0;
+  double fastest_ms = 0;  // FP32 exactly where INT8 gains no time
 };
 
 // Throws when a cost is negative or not finite, or slack < 0.

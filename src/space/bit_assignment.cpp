@@ -34,16 +34,17 @@ QuantLayer quant_layer(const BlockSpec& b, int block, int layer, const LayerSpec
   q.kernel = s.kernel;
   q.stride = s.stride;
   q.in_hw = s.in_hw;
-  const std::string base = part == QuantLayer::Part::kProjection ? fmt::format("block{}.projection", block)
-                                                                 : fmt::format("block{}.layer{}", block, layer);
+  const std::string base = part == QuantLayer::Part::kProjection
+                               ? fmt::format("block{}.projection", block)
+                               : fmt::format("block{}.layer{}", block, layer);
   switch (part) {
     case QuantLayer::Part::kMain:
     case QuantLayer::Part::kProjection:
       q.name = base;
       q.macs = s.macs();
-      q.weights = s.op == OpKind::kLinear ? static_cast<std::int64_t>(s.cin) * s.cout
-                                          : static_cast<std::int64_t>(s.cin / s.groups()) * s.cout * s.kernel *
-                                                s.kernel;
+      q.weights = s.op == OpKind::kLinear
+                      ? static_cast<std::int64_t>(s.cin) * s.cout
+                      : static_cast<std::int64_t>(s.cin / s.groups()) * s.cout * s.kernel * s.kernel;
       break;
     case QuantLayer::Part::kSeReduce:
     case QuantLayer::Part::kSeExpand:
@@ -97,8 +98,10 @@ BitAssignment BitAssignment::uniform(const ArchSpec& spec, int weight_bits, int 
 void BitAssignment::validate(const ArchSpec& spec) const {
   const auto ql = quant_layers(spec);
   if (layers.size() != ql.size())
-    fail("bit assignment has {} layers but network {} has {} quantised layers: it was made for another network",
-         layers.size(), spec.subnet, ql.size());
+    fail(
+        "bit assignment has {} layers but network {} has {} quantised layers: it was made for another "
+        "network",
+        layers.size(), spec.subnet, ql.size());
   for (size_t i = 0; i < ql.size(); ++i) {
     check_bits(layers[i].weight, fmt::format("weight bits of {}", ql[i].name));
     check_bits(layers[i].activation, fmt::format("activation bits of {}", ql[i].name));
@@ -110,7 +113,8 @@ json BitAssignment::to_json(const ArchSpec& spec) const {
   const auto ql = quant_layers(spec);
   json rows = json::array();
   for (size_t i = 0; i < ql.size(); ++i)
-    rows.push_back({{"name", ql[i].name}, {"weight_bits", layers[i].weight}, {"activation_bits", layers[i].activation}});
+    rows.push_back(
+        {{"name", ql[i].name}, {"weight_bits", layers[i].weight}, {"activation_bits", layers[i].activation}});
   return {{"format", "qnas-bit-assignment"},
           {"version", 1},
           {"space", spec.space},
@@ -123,9 +127,10 @@ json BitAssignment::to_json(const ArchSpec& spec) const {
 
 BitAssignment BitAssignment::from_json(const json& j, const ArchSpec& spec, const std::string& what) {
   if (!j.is_object() || j.value("format", "") != "qnas-bit-assignment")
-    fail("{} is not a bit assignment (no \"format\": \"qnas-bit-assignment\"): write one with `qnas "
-         "mixed-precision`",
-         what);
+    fail(
+        "{} is not a bit assignment (no \"format\": \"qnas-bit-assignment\"): write one with `qnas "
+        "mixed-precision`",
+        what);
   if (j.value("version", 0) != 1)
     fail("{} has bit-assignment version {}, this qnas reads version 1", what, j.value("version", 0));
   if (j.value("subnet", "") != spec.subnet)
@@ -142,8 +147,8 @@ BitAssignment BitAssignment::from_json(const json& j, const ArchSpec& spec, cons
     const json& r = rows[i];
     if (r.value("name", "") != ql[i].name)
       fail("{}: layer {} is named '{}', expected '{}'", what, i, r.value("name", ""), ql[i].name);
-    if (!r.contains("weight_bits") || !r["weight_bits"].is_number_integer() || !r.contains("activation_bits") ||
-        !r["activation_bits"].is_number_integer())
+    if (!r.contains("weight_bits") || !r["weight_bits"].is_number_integer() ||
+        !r.contains("activation_bits") || !r["activation_bits"].is_number_integer())
       fail("{}: layer {} needs integer weight_bits and activation_bits", what, ql[i].name);
     a.layers.push_back({r["weight_bits"].get<int>(), r["activation_bits"].get<int>()});
   }
@@ -155,11 +160,13 @@ namespace {
 
 void require_match(const ArchSpec& spec, const BitAssignment& bits, const std::vector<QuantLayer>& ql) {
   if (bits.layers.size() != ql.size())
-    fail("bit assignment has {} layers but network {} has {} quantised layers", bits.layers.size(), spec.subnet,
-         ql.size());
+    fail("bit assignment has {} layers but network {} has {} quantised layers", bits.layers.size(),
+         spec.subnet, ql.size());
 }
 
-double capped(int bits) { return static_cast<double>(std::min(bits, 8)); }
+double capped(int bits) {
+  return static_cast<double>(std::min(bits, 8));
+}
 
 }  // namespace
 
@@ -168,8 +175,8 @@ double bitops(const ArchSpec& spec, const BitAssignment& bits) {
   require_match(spec, bits, ql);
   double total = 0;
   for (size_t i = 0; i < ql.size(); ++i)
-    total += static_cast<double>(ql[i].macs) * capped(bits.layers[i].weight) * capped(bits.layers[i].activation) /
-             64.0;
+    total += static_cast<double>(ql[i].macs) * capped(bits.layers[i].weight) *
+             capped(bits.layers[i].activation) / 64.0;
   return total;
 }
 
@@ -194,6 +201,8 @@ std::int64_t model_size_bits(const ArchSpec& spec, const BitAssignment& bits) {
   return total;
 }
 
-std::int64_t fp32_size_bits(const ArchSpec& spec) { return spec.params() * kFloatBits; }
+std::int64_t fp32_size_bits(const ArchSpec& spec) {
+  return spec.params() * kFloatBits;
+}
 
 }  // namespace qnas::space

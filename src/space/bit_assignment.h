@@ -1,6 +1,7 @@
 #pragma once
-// Mixed precision as data: which weight tensors of an ArchSpec are quantised, and how many bits each one and the
-// tensor it reads get. The costs the mixed-precision methods optimise are counted here, from the ArchSpec alone:
+// Mixed precision as data: which weight tensors of an ArchSpec are quantised, and how many bits each one and
+// the tensor it reads get. The costs the mixed-precision methods optimise are counted here, from the ArchSpec
+// alone:
 //   - BitOPs (QFA): sum over layers of MACs * min(b_w, 8) * min(b_a, 8) / 64, i.e. INT8-equivalent MACs;
 //   - bit complexity (NNCF HAWQ): sum of MACs * max(b_w, b_a); compression ratio = INT8's / the assignment's;
 //   - model size: quantised weights at their bit-width, everything else (BN, biases) at 32 bits.

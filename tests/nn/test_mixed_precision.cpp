@@ -1,11 +1,14 @@
-// A bit assignment on a static network: each quantised layer's weight and input quantizer found, bits set with
-// the trained range kept, a tensor read by two layers at the higher of their bits, and a 4-bit layer's weights
-// on exactly 2^4 - 1 levels.
+// A bit assignment on a static network: each quantised layer's weight and input quantizer found, bits set
+// with the trained range kept, a tensor read by two layers at the higher of their bits, and a 4-bit layer's
+// weights on exactly 2^4 - 1 levels.
 #include "nn/mixed_precision.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/error.h"
+#include "quant/hessian.h"
 #include "space/sampling.h"
 #include "space/search_space.h"
 
@@ -76,6 +79,30 @@ TEST(MixedPrecision, ApplyBitsKeepsTheTrainedRangeAndTakesTheHigherBitsOfSharedI
   auto wrong = bits;
   wrong.layers.pop_back();
   EXPECT_THROW(apply_bits(*net, wrong), Error);
+}
+
+// HAWQ differentiates the loss twice through every activation a space uses (SE's hard sigmoid, hardswish,
+// swish, relu6): LibTorch 1.13 has no double backward for hardsigmoid, which this network would hit.
+TEST(MixedPrecision, HessianTracesRunThroughEveryActivation) {
+  StaticNet net = trained_int8_net("fmnistw-151122-000000");
+  quant::set_bits(*net, 32);
+  std::vector<torch::Tensor> weights;
+  for (const auto& h : quant_layer_handles(*net)) weights.push_back(h.weight);
+  torch::manual_seed(1);
+  const torch::Tensor images = torch::randn({4, 1, 28, 28});
+  const torch::Tensor labels = torch::tensor({0, 1, 2, 3}, torch::kLong);
+  quant::HutchinsonOptions o;
+  o.max_iterations = 2;
+  o.min_iterations = 2;
+  const auto r = quant::hutchinson_traces(
+      [&] { return torch::nn::functional::cross_entropy(net->forward(images), labels); }, weights, o);
+  ASSERT_EQ(r.traces.size(), weights.size());
+  double total = 0;
+  for (const auto& t : r.traces) {
+    EXPECT_TRUE(std::isfinite(t.trace));
+    total += std::abs(t.trace);
+  }
+  EXPECT_GT(total, 0.0);
 }
 
 }  // namespace

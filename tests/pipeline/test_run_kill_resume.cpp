@@ -81,8 +81,8 @@ TEST(RunPipeline, KilledTwiceItResumesToTheSameResultsWithoutRedoingFinishedStag
   auto command = [&](const fs::path& dir) {
     // One thread: CTest runs another case beside this one on a 2-core CI machine, and two OpenMP pools of two
     // threads each on two cores crawl (the suite's first run of this test took 17 minutes that way).
-    return std::vector<std::string>{QNAS_BINARY, "run",         "--preset",    "tiny",         "--threads", "1",
-                                    "--run-dir", dir.string(), "--cache-dir", cache.string()};
+    return std::vector<std::string>{QNAS_BINARY, "run",       "--preset",   "tiny",        "--threads",
+                                    "1",         "--run-dir", dir.string(), "--cache-dir", cache.string()};
   };
   // The reference also fills the latency cache, so both runs time nothing the other did not.
   ASSERT_EQ(wait_exit(start(command(reference), scratch("reference.log"))), 0)

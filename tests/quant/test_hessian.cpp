@@ -1,5 +1,5 @@
-// Hutchinson's Hessian trace on quadratics whose Hessian is known exactly, per parameter tensor, and the weight
-// perturbation HAWQ weighs it with.
+// Hutchinson's Hessian trace on quadratics whose Hessian is known exactly, per parameter tensor, and the
+// weight perturbation HAWQ weighs it with.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,7 +20,8 @@ torch::Tensor symmetric(int n, std::uint64_t seed) {
 }
 
 TEST(Hessian, HutchinsonTraceOfKnownQuadraticsWithinTwoPercent) {
-  // f(x, y) = 1/2 x^T A x + 1/2 y^T B y + x^T C y (a cross term): the diagonal blocks of the Hessian are A and B.
+  // f(x, y) = 1/2 x^T A x + 1/2 y^T B y + x^T C y (a cross term): the diagonal blocks of the Hessian are A
+  // and B.
   const torch::Tensor A = symmetric(24, 1), B = symmetric(10, 2) * 5;
   torch::manual_seed(3);
   const torch::Tensor C = torch::randn({24, 10}, torch::kDouble) * 0.1;
@@ -56,7 +57,8 @@ TEST(Hessian, ADiagonalHessianIsExactFromTheFirstSample) {
 }
 
 TEST(Hessian, WeightPerturbationMatchesHandValues) {
-  // One output channel [0.5, -1.0, 0.26] at 2 bits: qmax 1, scale 1.0 -> codes [1 (0.5 rounds to even: 0), -1, 0].
+  // One output channel [0.5, -1.0, 0.26] at 2 bits: qmax 1, scale 1.0 -> codes [1 (0.5 rounds to even: 0),
+  // -1, 0].
   const torch::Tensor w = torch::tensor({{0.5, -1.0, 0.26}}, torch::kDouble);
   EXPECT_NEAR(weight_perturbation(w, 2), 0.25 + 0.0 + 0.26 * 0.26, 1e-12);
   // 8 bits: scale 1/127, every error at most half a step.

@@ -143,8 +143,9 @@ TEST(LatencyLut, FillMeasuresEachDistinctBlockOnceAndRoundTrips) {
                   "cannot be mixed");
 }
 
-// Measured latencies that a line fits only with a negative intercept (a steep rise from small to large networks):
-// the correction must not predict a negative latency for a small network, so it falls back to a fit that cannot.
+// Measured latencies that a line fits only with a negative intercept (a steep rise from small to large
+// networks): the correction must not predict a negative latency for a small network, so it falls back to a
+// fit that cannot.
 TEST(LatencyLut, ACorrectionNeverPredictsANegativeLatency) {
   std::vector<space::ArchSpec> specs;
   for (std::uint64_t seed = 1; seed <= 4; ++seed)
@@ -169,7 +170,8 @@ TEST(Profiling, AMixedPrecisionNetworkRunsAsSegmentsOfOnePrecision) {
   const auto spec = qnas::testing::random_arch("fmnistw-151122-000000", 3, 20);
   std::vector<Precision> precision(spec.blocks.size(), Precision::kInt8);
   const auto int8 = time_mixed(spec, precision, 1, kQuick, true);
-  for (size_t b = 1; b < precision.size(); b += 2) precision[b] = Precision::kFp32;  // a boundary after every block
+  for (size_t b = 1; b < precision.size(); b += 2)
+    precision[b] = Precision::kFp32;  // a boundary after every block
   const auto mixed = time_mixed(spec, precision, 1, kQuick, true);
   EXPECT_GT(int8.timing.min_ms, 0.0);
   EXPECT_GT(mixed.timing.min_ms, 0.0);
@@ -179,7 +181,8 @@ TEST(Profiling, AMixedPrecisionNetworkRunsAsSegmentsOfOnePrecision) {
   EXPECT_GT(int8_primitives, 0) << "the INT8 blocks run INT8 kernels";
   EXPECT_GT(fp32_primitives, 0) << "the FP32 blocks run FP32 kernels";
   precision.pop_back();
-  EXPECT_CONTAINS(qnas::testing::error_message([&] { time_mixed(spec, precision, 1, kQuick); }), "precisions for");
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { time_mixed(spec, precision, 1, kQuick); }),
+                  "precisions for");
 }
 
 TEST(LatencyLut, CorruptOrMissingFilesAreRefused) {

@@ -1,5 +1,5 @@
-// Mixed-precision costs counted from an ArchSpec: BitOPs, bit complexity / compression ratio and model size of
-// hand-made networks against hand arithmetic, and the assignment's JSON round trip and its errors.
+// Mixed-precision costs counted from an ArchSpec: BitOPs, bit complexity / compression ratio and model size
+// of hand-made networks against hand arithmetic, and the assignment's JSON round trip and its errors.
 #include <gtest/gtest.h>
 
 #include "core/error.h"
@@ -71,7 +71,8 @@ TEST(BitAssignment, BitOpsComplexityAndSizeOfAHandMadeNet) {
   EXPECT_DOUBLE_EQ(compression_ratio(a, bits), 1.0);
   bits.layers[0] = {4, 4};
   EXPECT_DOUBLE_EQ(compression_ratio(a, bits), macs * 8 / (macs * 8 - c0 * 4));
-  // Size: weights at their bits, BN (2 x 8 on the projection, 2 x 8 on the depthwise), SE and linear biases at 32.
+  // Size: weights at their bits, BN (2 x 8 on the projection, 2 x 8 on the depthwise), SE and linear biases
+  // at 32.
   const std::int64_t weights = 216 + 24 + 72 + 32 + 32 + 80;
   const std::int64_t other = a.params() - weights;
   EXPECT_EQ(other, 16 + 16 + 4 + 8 + 10);
@@ -97,7 +98,8 @@ TEST(BitAssignment, JsonRoundTripAndErrorsNameTheProblem) {
     BitAssignment::from_json(bad, a, "bits.json");
     FAIL() << "5 bits accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("5 bits is not a supported bit-width"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("5 bits is not a supported bit-width"), std::string::npos)
+        << e.what();
     EXPECT_NE(std::string(e.what()).find(j["layers"][3]["name"].get<std::string>()), std::string::npos);
   }
   const ArchSpec other = build_arch_spec(space, max_subnet(space));
