@@ -73,7 +73,9 @@ void add_mixed_precision_command(CLI::App& app) {
     std::printf(
         "| %s | %s | %.2f%% (%.2f%%) | %.2f of %.2f | %.3f | %.1f of %.1f (FP32 %.1f) | %.3f | %.3f (%d) | "
         "%.3f |\n",
-        o->method.c_str(), fmt::format("{}", fmt::join(o->bits, ",")).c_str(),
+        o->method.c_str(),
+        (o->method == "latency-aware" ? std::string("8,32") : fmt::format("{}", fmt::join(o->bits, ",")))
+            .c_str(),
         100 * r["accuracy"].get<double>(), 100 * r["accuracy_before_finetune"].get<double>(),
         r["bitops_m"].get<double>(), r["bitops_int8_m"].get<double>(), r["compression_ratio"].get<double>(),
         r["model_size_kb"].get<double>(), r["model_size_int8_kb"].get<double>(),
