@@ -186,7 +186,16 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
   const space::ArchSpec& spec = net->spec();
   const auto ql = space::quant_layers(spec);
 
-  // The assignment.
+  runtime::MeasureOptions m;
+  m.runs = o.runs;
+  m.warmup = std::max(3, o.runs / 10);
+
+  // The assignment. HAWQ and the latency-aware rule weigh the same Hessian traces.
+  std::vector<quant::TraceEstimate> traces;
+  if (o.method != "uniform") {
+    traces = layer_traces(*net, train, train_images, o, out / "traces.json");
+    quant::set_bits(*net, run.bits);  // the traces were taken in FP32
+  }
   space::BitAssignment bits;
   json method = {{"method", o.method}};
   if (o.method == "uniform") {
@@ -196,17 +205,8 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
     for (size_t i = 0; i < ql.size(); ++i)
       if ((ql[i].first || ql[i].classifier) && o.bits[0] < 8) bits.layers[i] = {8, 8};
   } else if (o.method == "latency-aware") {
-    const int trained_bits = run.bits;
-    const auto traces = layer_traces(*net, train, train_images, o, out / "traces.json");
-    quant::set_bits(*net, trained_bits);
-    runtime::MeasureOptions bm;
-    bm.runs = o.runs;
-    bm.warmup = std::max(3, o.runs / 10);
-    bits = latency_aware_bits(*net, traces, o, bm, method);
+    bits = latency_aware_bits(*net, traces, o, m, method);
   } else {
-    const int trained_bits = run.bits;
-    const auto traces = layer_traces(*net, train, train_images, o, out / "traces.json");
-    quant::set_bits(*net, trained_bits);
     std::vector<search::HawqLayerInput> inputs;
     const auto handles = nn::quant_layer_handles(*net);
     std::vector<int> sorted_bits = o.bits;
@@ -270,9 +270,6 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
   }
 
   // Latency on this CPU: the INT8 engine runs every quantised layer at 8 bits.
-  runtime::MeasureOptions m;
-  m.runs = o.runs;
-  m.warmup = std::max(3, o.runs / 10);
   const auto t = latency::time_arch(spec, runtime::Precision::kInt8, o.threads, m, true);
   const auto t32 = latency::time_arch(spec, runtime::Precision::kFp32, o.threads, m, false);
   const auto int8 = space::BitAssignment::uniform(spec, 8, 8);
@@ -281,9 +278,10 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
   for (size_t i = 0; i < ql.size(); ++i)
     if (bits.layers[i].weight == space::kFloatBits)
       block_precision[static_cast<size_t>(ql[i].block)] = runtime::Precision::kFp32;
-  const auto tm = latency::time_mixed(spec, block_precision, o.threads, m, true);
   int fp32_blocks = 0;
   for (auto p : block_precision) fp32_blocks += p == runtime::Precision::kFp32 ? 1 : 0;
+  // Without an FP32 block the network is one INT8 segment: the program time_arch just measured.
+  const auto tm = fp32_blocks == 0 ? t : latency::time_mixed(spec, block_precision, o.threads, m, true);
   json result = {{"run_dir", o.run_dir.string()},
                  {"subnet", spec.subnet},
                  {"space", spec.space},
