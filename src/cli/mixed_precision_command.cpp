@@ -1,4 +1,4 @@
-// `qnas mixed-precision`: bits per layer for a trained network (uniform or HAWQ-v2), a short QAT fine-tune in
+// `qnas mixed-precision`: bits per layer for a trained network (uniform, HAWQ-v2, AutoQ or latency-aware INT8/FP32), a short QAT fine-tune in
 // those bits, and what they cost: BitOPs, compression ratio, model size, INT8 latency
 // (pipeline/mixed_precision_job.h).
 #include <fmt/format.h>
@@ -20,13 +20,25 @@ void add_mixed_precision_command(CLI::App& app) {
   auto torch_threads = std::make_shared<int>(0);
   auto* cmd = app.add_subcommand(
       "mixed-precision",
-      "Bits per layer for a trained network (uniform or HAWQ-v2), fine-tuned, with BitOPs, size and latency");
+      "Bits per layer for a trained network (uniform, HAWQ-v2, AutoQ or latency-aware INT8/FP32), fine-tuned, with BitOPs, size and latency");
   cmd->add_option("--run-dir", *run_dir, "a finished `qnas train` run (a plain network or a supernet)")
       ->required();
   cmd->add_option("--subnet", o->subnet, "for a supernet run: the subnet (default: the max subnet)");
-  cmd->add_option("--method", o->method, "hawq | uniform | latency-aware (INT8 or FP32 per block)")
+  cmd->add_option("--method", o->method, "hawq | autoq | uniform | latency-aware (INT8 or FP32 per block)")
       ->capture_default_str();
-  cmd->add_option("--bits", o->bits, "hawq: the weight bit-widths to choose from; uniform: one bit-width")
+  cmd->add_option("--bits", o->bits,
+                  "hawq, autoq: the bit-widths to choose from (default 4 8; autoq 2 4 8); uniform: one "
+                  "bit-width");
+  cmd->add_option("--size-ratio", o->size_ratio, "autoq: model size / FP32 model size to reach")
+      ->capture_default_str();
+  cmd->add_option("--autoq-episodes", o->autoq_episodes, "autoq: episodes, warm-up included")
+      ->capture_default_str();
+  cmd->add_option("--autoq-warmup", o->autoq_warmup, "autoq: episodes of random actions first")
+      ->capture_default_str();
+  cmd->add_option("--reward-images", o->reward_images,
+                  "autoq: held-out training images the reward's accuracy is measured on")
+      ->capture_default_str();
+  cmd->add_option("--bn-batches", o->bn_batches, "autoq: BN adaptation batches (64 images) per episode")
       ->capture_default_str();
   cmd->add_option("--compression-ratio", o->compression_ratio,
                   "hawq: INT8 bit complexity / the assignment's (sum FLOPs x max(b_w, b_a)) to reach")
@@ -66,20 +78,19 @@ void add_mixed_precision_command(CLI::App& app) {
       return;
     }
     std::printf(
-        "| method | bits | test top-1 (before fine-tune) | BitOPs (M) | ratio | size (KiB) | INT8 ms | as "
-        "assigned "
-        "ms (FP32 blocks) | FP32 ms |\n");
-    std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        "| method | bits | test top-1 (before fine-tune) | BitOPs (M) | ratio | size (KiB) | size / FP32 | "
+        "INT8 ms | as assigned ms (FP32 blocks) | FP32 ms |\n");
+    std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     std::printf(
-        "| %s | %s | %.2f%% (%.2f%%) | %.2f of %.2f | %.3f | %.1f of %.1f (FP32 %.1f) | %.3f | %.3f (%d) | "
-        "%.3f |\n",
+        "| %s | %s | %.2f%% (%.2f%%) | %.2f of %.2f | %.3f | %.1f of %.1f (FP32 %.1f) | %.3f | %.3f | %.3f (%d) "
+        "| %.3f |\n",
         o->method.c_str(),
-        (o->method == "latency-aware" ? std::string("8,32") : fmt::format("{}", fmt::join(o->bits, ",")))
-            .c_str(),
+        fmt::format("{}", fmt::join(r["bits"].get<std::vector<int>>(), ",")).c_str(),
         100 * r["accuracy"].get<double>(), 100 * r["accuracy_before_finetune"].get<double>(),
         r["bitops_m"].get<double>(), r["bitops_int8_m"].get<double>(), r["compression_ratio"].get<double>(),
         r["model_size_kb"].get<double>(), r["model_size_int8_kb"].get<double>(),
-        r["model_size_fp32_kb"].get<double>(), r["latency_int8_ms"]["median"].get<double>(),
+        r["model_size_fp32_kb"].get<double>(), r["size_ratio"].get<double>(),
+        r["latency_int8_ms"]["median"].get<double>(),
         r["latency_as_assigned_ms"]["median"].get<double>(), r["fp32_blocks"].get<int>(),
         r["latency_fp32_ms"]["median"].get<double>());
     std::printf("%s\nwritten: %s/{assignment.json,result.json}\n",

@@ -18,8 +18,10 @@
 #include "deploy/engines.h"
 #include "latency/profiling.h"
 #include "nn/mixed_precision.h"
+#include "nn/network.h"
 #include "quant/hessian.h"
 #include "runtime/program.h"
+#include "search/autoq.h"
 #include "search/hawq.h"
 #include "search/latency_aware.h"
 #include "space/bit_assignment.h"
@@ -38,13 +40,27 @@ std::vector<std::int64_t> first_indices(std::int64_t from, std::int64_t to) {
   return v;
 }
 
-void check_options(const MixedPrecisionOptions& o) {
-  if (o.method != "hawq" && o.method != "uniform" && o.method != "latency-aware")
-    fail("unknown mixed-precision method '{}': use hawq, uniform or latency-aware (autoq is not built yet)",
-         o.method);
+// The options with each method's default bit-widths filled in, checked.
+MixedPrecisionOptions checked_options(MixedPrecisionOptions o) {
+  if (o.method != "hawq" && o.method != "uniform" && o.method != "latency-aware" && o.method != "autoq")
+    fail("unknown mixed-precision method '{}': use hawq, autoq, uniform or latency-aware", o.method);
   if (!(o.latency_slack >= 0)) fail("--latency-slack must be >= 0, got {}", o.latency_slack);
-  if (o.bits.empty()) fail("--bits needs at least one bit-width");
+  if (o.bits.empty()) {
+    if (o.method == "uniform") fail("--method uniform needs its bit-width: --bits 4 (or 2, 3, 8)");
+    o.bits = o.method == "autoq" ? std::vector<int>{2, 4, 8}
+             : o.method == "latency-aware" ? std::vector<int>{8, 32}
+                                           : std::vector<int>{4, 8};
+  }
   for (int b : o.bits) space::check_bits(b, "--bits");
+  if (o.method == "autoq") {
+    for (int b : o.bits)
+      if (b > 8) fail("--method autoq chooses quantiser bit-widths: --bits from 2, 3, 4 and 8, got {}", b);
+    if (!(o.size_ratio > 0 && o.size_ratio <= 1))
+      fail("--size-ratio is model size / FP32 model size, in (0, 1]: got {}", o.size_ratio);
+    if (o.autoq_episodes < 1 || o.autoq_warmup < 0 || o.reward_images < 1 || o.bn_batches < 0)
+      fail("--autoq-episodes and --reward-images must be positive, --autoq-warmup and --bn-batches not "
+           "negative");
+  }
   if (o.method == "latency-aware" && o.bits != std::vector<int>{4, 8} && o.bits != std::vector<int>{8, 32})
     fail("--method latency-aware chooses INT8 or FP32 per block: leave --bits out or give --bits 8 32");
   if (o.method == "uniform" && o.bits.size() != 1)
@@ -53,6 +69,7 @@ void check_options(const MixedPrecisionOptions& o) {
   if (o.hessian_iterations < 1 || o.hessian_batch < 1)
     fail("--hessian-iterations and --hessian-batch must be positive");
   if (o.finetune_epochs < 0) fail("--finetune-epochs must not be negative");
+  return o;
 }
 
 // Hutchinson traces of the FP32 network's loss Hessian, one per quantised layer's weight, on training batches
@@ -169,10 +186,119 @@ space::BitAssignment latency_aware_bits(nn::StaticNetImpl& net,
   return bits;
 }
 
+// AutoQ (see the header). BN adaptation rewrites the running statistics for each episode's bits; the
+// network's own are put back afterwards, so the fine-tune starts from the trained network.
+space::BitAssignment autoq_bits(nn::StaticNetImpl& net, const data::ImageDataset& train,
+                                std::int64_t train_images, const data::Normalize& normalize,
+                                const MixedPrecisionOptions& o, const fs::path& log_path, json& method) {
+  const space::ArchSpec& spec = net.spec();
+  search::AutoqOptions ao;
+  ao.bits = o.bits;
+  ao.size_ratio = o.size_ratio;
+  ao.episodes = o.autoq_episodes;
+  ao.warmup_episodes = std::min(o.autoq_warmup, o.autoq_episodes);
+  ao.seed = o.seed;
+  search::AutoqSearch search(spec, ao);
+
+  // The reward: accuracy on training images the run did not train on when there are any (a run with a
+  // train_limit leaves the rest), otherwise the last ones (said in the result).
+  const std::int64_t n = std::min(o.reward_images, train.count);
+  const bool held_out = train_images + n <= train.count;
+  const std::int64_t from = held_out ? train_images : train.count - n;
+  const auto reward_indices = first_indices(from, from + n);
+  std::vector<std::int64_t> labels;
+  for (auto i : reward_indices) labels.push_back(train.label(i));
+  data::LoaderOptions bn_options;
+  bn_options.batch_size = 64;
+  bn_options.seed = o.seed;
+  bn_options.normalize = normalize;
+  data::BatchLoader bn_loader(train, first_indices(0, train_images), bn_options);
+  std::vector<torch::Tensor> saved;
+  for (const auto& b : net.buffers()) saved.push_back(b.clone());
+  const auto evaluate = [&](const space::BitAssignment& bits) {
+    nn::apply_bits(net, bits);
+    if (o.bn_batches > 0) {
+      bn_loader.reset(0);  // the same batches every episode: rewards differ by the bits alone
+      nn::recalibrate_batch_norm(
+          net,
+          [&](torch::Tensor& images) {
+            data::Batch b;
+            if (!bn_loader.next(b)) return false;
+            images = b.images;
+            return true;
+          },
+          o.bn_batches);
+    }
+    deploy::EngineResult r = deploy::run_fakequant(net, train, reward_indices, normalize);
+    deploy::score(r, labels, nullptr);
+    return r.top1;
+  };
+
+  const json key = {{"subnet", spec.subnet},     {"bits", o.bits},
+                    {"size_ratio", o.size_ratio}, {"episodes", o.autoq_episodes},
+                    {"warmup", ao.warmup_episodes}, {"reward_images", n},
+                    {"reward_from", from},        {"bn_batches", o.bn_batches},
+                    {"seed", o.seed}};
+  json log = json::array();
+  if (fs::exists(log_path)) {
+    const json cached = read_json_file(log_path);
+    if (cached.value("key", json()) == key) {
+      std::vector<double> accuracies;
+      std::vector<space::BitAssignment> assignments;
+      for (const auto& e : cached.at("episodes")) {
+        accuracies.push_back(e.at("accuracy").get<double>());
+        assignments.push_back(space::BitAssignment::from_json(e.at("assignment"), spec, log_path.string()));
+      }
+      const int taken = search.replay(accuracies, assignments);
+      for (int i = 0; i < taken; ++i) log.push_back(cached.at("episodes")[static_cast<size_t>(i)]);
+      std::fprintf(stderr, "AutoQ: resumed after %d of %d episodes from %s\n", taken, o.autoq_episodes,
+                   log_path.c_str());
+    }
+  }
+  ProgressLine progress("AutoQ episodes", o.autoq_episodes, "episodes");
+  progress.update(search.episode());
+  while (!search.done()) {
+    const space::BitAssignment bits = search.propose();
+    const double accuracy = evaluate(bits);
+    search.record(accuracy);
+    const auto& e = search.episodes().back();
+    log.push_back({{"episode", search.episode() - 1},
+                   {"accuracy", accuracy},
+                   {"size_ratio", e.size_ratio},
+                   {"bitops_m", e.bitops / 1e6},
+                   {"explored", e.explored},
+                   {"assignment", bits.to_json(spec)}});
+    write_json_atomic(log_path, {{"key", key}, {"episodes", log}});
+    progress.update(search.episode());
+  }
+  progress.finish();
+  nn::apply_bits(net, space::BitAssignment::uniform(spec, 8, 8));  // ranges kept: the trained quantizers
+  {
+    torch::NoGradGuard no_grad;
+    const auto buffers = net.buffers();
+    for (size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(saved[i]);
+  }
+  const search::AutoqEpisode& best = search.best();
+  int best_episode = 0;
+  for (size_t i = 0; i < search.episodes().size(); ++i)
+    if (&search.episodes()[i] == &best) best_episode = static_cast<int>(i);
+  method = {{"method", "autoq"},
+            {"size_ratio_target", o.size_ratio},
+            {"episodes", o.autoq_episodes},
+            {"warmup_episodes", ao.warmup_episodes},
+            {"best_episode", best_episode},
+            {"reward_accuracy", best.accuracy},
+            {"reward_images", n},
+            {"reward_images_held_out", held_out},
+            {"bn_batches", o.bn_batches},
+            {"episode_log", log_path.string()}};
+  return best.assignment;
+}
+
 }  // namespace
 
-json run_mixed_precision_job(const MixedPrecisionOptions& o) {
-  check_options(o);
+json run_mixed_precision_job(const MixedPrecisionOptions& options) {
+  const MixedPrecisionOptions o = checked_options(options);
   if (o.run_dir.empty()) fail("--run-dir is required: a finished `qnas train` run");
   deploy::TrainedRun run = deploy::load_run(o.run_dir);
   const fs::path out = o.out_dir.empty() ? o.run_dir / ("mixed-precision-" + o.method) : o.out_dir;
@@ -192,7 +318,7 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
 
   // The assignment. HAWQ and the latency-aware rule weigh the same Hessian traces.
   std::vector<quant::TraceEstimate> traces;
-  if (o.method != "uniform") {
+  if (o.method == "hawq" || o.method == "latency-aware") {
     traces = layer_traces(*net, train, train_images, o, out / "traces.json");
     quant::set_bits(*net, run.bits);  // the traces were taken in FP32
   }
@@ -206,6 +332,8 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
       if ((ql[i].first || ql[i].classifier) && o.bits[0] < 8) bits.layers[i] = {8, 8};
   } else if (o.method == "latency-aware") {
     bits = latency_aware_bits(*net, traces, o, m, method);
+  } else if (o.method == "autoq") {
+    bits = autoq_bits(*net, train, train_images, normalize, o, out / "autoq-episodes.json", method);
   } else {
     std::vector<search::HawqLayerInput> inputs;
     const auto handles = nn::quant_layer_handles(*net);
@@ -295,6 +423,7 @@ json run_mixed_precision_job(const MixedPrecisionOptions& o) {
                  {"bitops_m", space::bitops(spec, bits) / 1e6},
                  {"bitops_int8_m", space::bitops(spec, int8) / 1e6},
                  {"compression_ratio", space::compression_ratio(spec, bits)},
+                 {"size_ratio", search::size_ratio(spec, bits)},
                  {"model_size_kb", static_cast<double>(space::model_size_bits(spec, bits)) / 8192.0},
                  {"model_size_int8_kb", static_cast<double>(space::model_size_bits(spec, int8)) / 8192.0},
                  {"model_size_fp32_kb", static_cast<double>(space::fp32_size_bits(spec)) / 8192.0},

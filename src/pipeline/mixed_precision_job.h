@@ -2,6 +2,10 @@
 // `qnas mixed-precision`: bits for every layer of a trained network, then a short QAT fine-tune in those
 // bits.
 //   uniform: every layer at one bit-width (the reference points: uniform 8, uniform 4);
+//   autoq:   NNCF's AutoQ (a DDPG agent picks each weight's and each input's bits; the model-size target
+//            enforced from the last layer back; reward = accuracy on held-out training images after BN
+//            adaptation; search/autoq.h). Its episodes are logged to OUT/autoq-episodes.json, from which an
+//            interrupted search resumes by replay;
 //   hawq:    NNCF's HAWQ-v2 (Hutchinson traces of the FP32 network's Hessian, monotone candidates, the lowest
 //            trace-weighted perturbation that reaches the compression ratio; search/hawq.h).
 //   latency-aware: INT8 or FP32 per block, from this CPU's measured per-block INT8 and FP32 latency and the
@@ -30,9 +34,15 @@ struct MixedPrecisionOptions {
   std::string subnet;             // a supernet run's subnet (empty: the max subnet)
   std::filesystem::path out_dir;  // default: RUN/mixed-precision-<method>
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
-  std::string method = "hawq";     // hawq | uniform | latency-aware
-  std::vector<int> bits = {4, 8};  // hawq: the choices; uniform: one value
+  std::string method = "hawq";  // hawq | autoq | uniform | latency-aware
+  // hawq, autoq: the choices (default {4, 8} and {2, 4, 8}); uniform: one value (required).
+  std::vector<int> bits;
   double compression_ratio = 1.5;  // hawq's target
+  double size_ratio = 0.15;        // autoq's target: model size / FP32 model size
+  int autoq_episodes = 120;        // warm-up included
+  int autoq_warmup = 20;
+  std::int64_t reward_images = 500;   // autoq: held-out training images per episode
+  int bn_batches = 4;                 // autoq: BN adaptation batches (of 64 images) per episode
   double latency_slack = 0.0;      // latency-aware: allowed latency above the fastest assignment
   int activation_bits = 0;         // 0: a layer's input gets its weight's bits
   int hessian_iterations = 200;
