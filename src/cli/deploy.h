@@ -17,6 +17,7 @@ struct DeployArgs {
   std::string run_dir, subnet, data_dir = "/usr/share/datasets/fashion-mnist";
   std::string calibration = "minmax";  // FP32 runs only: minmax | percentile
   double percentile = 99.99;
+  std::string bits_from;  // a bit assignment for a run trained at 8 bits (deploy::apply_bits_from)
 };
 void add_deploy_options(CLI::App& cmd, DeployArgs& a, bool with_subnet = true);
 void export_trained_onnx(const DeployArgs& a, const std::string& precision, const std::string& out);

@@ -96,6 +96,7 @@ void run_eval(const EvalArgs& a) {
   deploy::TrainedRun run = deploy::load_run(a.run_dir);
   const EvalData d = load_eval_data(run, a);
   nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, d.train, d.normalize);
+  if (!a.bits_from.empty()) deploy::apply_bits_from(run, *net, a.bits_from);
   const deploy::DeployedModel m = lower_for_engines(*net, d.train, d.normalize, a);
   std::vector<std::int64_t> labels;
   for (auto i : d.indices) labels.push_back(d.eval.label(i));
@@ -157,6 +158,8 @@ void run_eval(const EvalArgs& a) {
   // One file per (split, engines, subnet), so another evaluation of the same run never overwrites this one.
   std::string stem = fmt::format("eval-{}-{}", a.split, a.engine);
   if (!a.subnet.empty()) stem += fmt::format("-subnet-{:08x}", stable_hash(a.subnet) & 0xffffffffu);
+  if (!a.bits_from.empty())
+    stem += fmt::format("-bits-{:08x}", stable_hash(fs::absolute(a.bits_from).string()) & 0xffffffffu);
   write_json_atomic(fs::path(a.run_dir) / (stem + ".json"), out);
   if (a.json_output) {
     std::printf("%s\n", out.dump(2).c_str());
@@ -180,6 +183,9 @@ void add_deploy_options(CLI::App& cmd, DeployArgs& a, bool with_subnet) {
                  "FP32 runs: minmax | percentile (QAT runs use their own scales)");
   cmd.add_option("--percentile", a.percentile,
                  "with --calibration percentile: the share of |x| inside the range");
+  cmd.add_option("--bits-from", a.bits_from,
+                 "per-layer bits (assignment.json of `qnas mixed-precision`, or its directory) for a run "
+                 "trained at 8 bits, keeping its trained ranges");
 }
 
 void export_trained_onnx(const DeployArgs& a, const std::string& precision, const std::string& out) {
@@ -187,6 +193,7 @@ void export_trained_onnx(const DeployArgs& a, const std::string& precision, cons
   const data::ImageDataset train = data::load_fashion_mnist(a.data_dir, "train");
   const data::Normalize normalize = data::Normalize::fashion_mnist();
   nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, train, normalize);
+  if (!a.bits_from.empty()) deploy::apply_bits_from(run, *net, a.bits_from);
   const deploy::DeployedModel m = lower_for_engines(*net, train, normalize, a);
   exporter::OnnxOptions options;
   options.precision = runtime::parse_precision(precision);

@@ -13,7 +13,9 @@
 #include "core/fs.h"
 #include "data/fashion_mnist.h"
 #include "dist/process_group.h"
+#include "nn/mixed_precision.h"
 #include "nn/supernet.h"
+#include "quant/quantizers.h"
 #include "space/published.h"
 #include "train/trainer.h"
 
@@ -33,6 +35,7 @@ struct TrainArgs {
   std::string data_dir = data::kFashionMnistDefaultDir;
   std::string run_dir;
   std::string device;
+  std::string bits_from;  // a static subnet's per-layer QAT bits
   int epochs = -1, qat_epochs = -1, threads = 0;
   std::int64_t seed = -1;
 };
@@ -106,6 +109,22 @@ void run_train(const TrainArgs& a) {
   }
   train::Trainer trainer(config, model, train_set, test_set, run_dir);
   trainer.set_process_group(group.get());
+  if (!a.bits_from.empty()) {
+    if (a.subnet.empty())
+      fail(
+          "--bits-from assigns bits to the layers of one network: give --subnet (a supernet has no fixed "
+          "layers)");
+    if (config.qat_epochs < 1)
+      fail("--bits-from sets the bits of the QAT epochs: give --qat-epochs 1 or more");
+    auto net = std::static_pointer_cast<nn::StaticNetImpl>(model);
+    const space::BitAssignment bits = nn::read_bit_assignment(a.bits_from, net->spec());
+    // The QAT phase starts every quantizer in its own bits; their ranges are learned in them.
+    trainer.set_bits_policy([net, bits](int phase_bits) {
+      quant::set_bits(*net, phase_bits == quant::kFloatBits ? quant::kFloatBits : 8);
+      if (phase_bits != quant::kFloatBits) nn::apply_bits(*net, bits, nn::Scales::kAsTrained);
+    });
+    trainer.set_bit_assignment(bits.to_json(net->spec()));
+  }
   const auto logs = trainer.run();
   if (launch.rank != 0) return;  // rank 0 writes the results
   std::string table = results_table(logs);
@@ -136,6 +155,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--qat-epochs", a->qat_epochs, "LSQ+ QAT epochs after them (overrides the preset)");
   cmd->add_option("--seed", a->seed, "random seed (overrides the preset)");
   cmd->add_option("--device", a->device, "cpu or cuda");
+  cmd->add_option("--bits-from", a->bits_from,
+                  "with --subnet: QAT in these per-layer bits (assignment.json of `qnas mixed-precision`, or "
+                  "its directory)");
   cmd->add_option("--threads", a->threads, "CPU threads (default: LibTorch's choice)");
   cmd->add_option("--data", a->data_dir, "Fashion-MNIST directory (IDX .gz files)")->capture_default_str();
   cmd->add_option("--run-dir", a->run_dir,

@@ -11,6 +11,7 @@
 #include "core/quant_contract.h"
 #include "core/strings.h"
 #include "data/loader.h"
+#include "nn/mixed_precision.h"
 #include "quant/quantizers.h"
 #include "runtime/reference.h"
 #include "space/sampling.h"
@@ -28,24 +29,32 @@ std::vector<float> to_vector(const torch::Tensor& t) {
 }
 
 runtime::TensorQuant activation_quant(quant::LsqPlusActivationImpl& q, const std::string& what) {
-  if (q.bits() != 8 || !q.initialized()) {
-    fail("{} is not an initialised 8-bit LSQ+ quantizer (bits {}): the engines run INT8 only", what,
-         q.bits());
+  if (q.bits() > 8 || !q.initialized()) {
+    fail(
+        "{} is not an initialised LSQ+ quantizer of 8 bits or fewer (bits {}): the engines run INT8; an "
+        "FP32 layer inside a quantised network is not deployable yet",
+        what, q.bits());
   }
-  return runtime::TensorQuant{q.effective_scale(), q.zero_point(), true};
+  if (q.bits() == 8) return runtime::TensorQuant{q.effective_scale(), q.zero_point(), true};
+  // Fewer bits: the engines run the same clipping range [offset, offset + Qp * scale] on 8-bit codes, a grid
+  // (255 / Qp) times finer than training's, so they agree with fake-quant closely but not bit for bit.
+  const float scale8 = q.effective_scale() * static_cast<float>(q.qmax()) / 255.0f;
+  const float offset = q.offset.item<float>();
+  return runtime::TensorQuant{scale8, quant_contract::zero_point_from_offset(offset, scale8, 255), true};
 }
 
 // The weight's LSQ codes and per-channel scales with BN's per-channel factor `fold` (gamma / sigma) moved
 // into the scales: codes stay the integers training used, a negative factor flips their sign.
 void lower_weight(quant::LsqWeightImpl& wq, const torch::Tensor& weight, const std::vector<float>& fold,
                   std::vector<std::int8_t>& codes, std::vector<float>& scales) {
-  if (wq.bits() != 8) {
+  // A 2-, 3- or 4-bit weight is stored as its own integer codes (|code| <= Qp) in INT8: exact.
+  if (wq.bits() > 8) {
     fail(
-        "a weight quantizer has {} bits: the engines run INT8 only (lower bit-widths are simulated in "
-        "training "
-        "but not deployable yet)",
+        "a weight quantizer has {} bits: the engines run INT8; an FP32 layer inside a quantised network is "
+        "not deployable yet",
         wq.bits());
   }
+  const int qp = wq.qmax();
   const int64_t out = weight.size(0);
   const std::vector<float> w = to_vector(weight);
   const std::vector<float> s = to_vector(wq.scale.narrow(0, 0, std::min<int64_t>(wq.scale.size(0), out)));
@@ -58,8 +67,7 @@ void lower_weight(quant::LsqWeightImpl& wq, const torch::Tensor& weight, const s
     const int sign = f < 0 ? -1 : 1;
     scales[c] = std::max(sc * std::fabs(f), 1e-12f);
     for (size_t i = 0; i < per; ++i) {
-      const int code = quant_contract::quantize(w[c * per + i], sc, 0, -quant_contract::kWeightMax,
-                                                quant_contract::kWeightMax);
+      const int code = quant_contract::quantize(w[c * per + i], sc, 0, -qp, qp);
       codes[c * per + i] = static_cast<std::int8_t>(sign * code);
     }
   }
@@ -193,8 +201,28 @@ TrainedRun load_run(const fs::path& dir) {
     fail("checkpoint {} does not fit its own network ({})", path.string(), first_line(e.what()));
   }
   quant::set_bits(model, run.bits);
+  if (meta.contains("bit_assignment")) {
+    if (run.is_supernet())
+      fail("checkpoint {} is a supernet with per-layer bits, which qnas cannot load", path.string());
+    run.assignment = space::BitAssignment::from_json(meta.at("bit_assignment"), run.net->spec(),
+                                                     path.string() + " (meta)");
+    nn::apply_bits(*run.net, *run.assignment, nn::Scales::kAsTrained);
+  }
   model.eval();
   return run;
+}
+
+void apply_bits_from(const TrainedRun& run, nn::StaticNetImpl& net, const fs::path& path) {
+  if (run.bits != 8)
+    fail(
+        "--bits-from needs a run trained at 8 bits (QAT), whose trained ranges the new bits keep; run {} "
+        "ended in {} bits: fine-tune it in those bits with `qnas mixed-precision` or train with `qnas train "
+        "--bits-from`",
+        run.dir.string(), run.bits);
+  if (run.assignment)
+    fail("run {} already has its own per-layer bits (it was trained in them): drop --bits-from",
+         run.dir.string());
+  nn::apply_bits(net, nn::read_bit_assignment(path, net.spec()), nn::Scales::kKeepRange);
 }
 
 nn::StaticNet network_to_deploy(TrainedRun& run, const std::string& subnet, const data::ImageDataset& train,
@@ -287,6 +315,13 @@ DeployedModel lower_network(nn::StaticNetImpl& net, const std::vector<std::vecto
     m.quant.tensors = std::move(tensors);
     m.quant.steps = std::move(steps);
     m.quant_source = "lsq+ (trained)";
+    int lowest = 8;
+    for (const auto& h : nn::quant_layer_handles(net))
+      lowest = std::min({lowest, h.weight_quant->bits(), h.input_quant->bits()});
+    if (lowest < 8)
+      m.quant_source +=
+          " with mixed bits (weights below 8 bits stored exactly as INT8 codes, inputs below 8 "
+          "bits as 8-bit codes over the same range)";
   } else {
     if (calibration.empty()) fail("an FP32 network needs calibration images for INT8");
     m.quant = runtime::calibrate(m.program, m.weights, calibration);

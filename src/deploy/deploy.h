@@ -16,6 +16,7 @@
 #include "nn/supernet.h"
 #include "runtime/program.h"
 #include "runtime/quant.h"
+#include "space/bit_assignment.h"
 #include "train/trainer.h"
 
 namespace qnas::deploy {
@@ -26,6 +27,9 @@ struct TrainedRun {
   std::optional<space::SearchSpace> space;  // always set by load_run
   train::TrainConfig config;
   int bits = 32;  // the precision training ended in
+  // A network trained or fine-tuned in mixed precision (`qnas mixed-precision`, `qnas train --bits-from`):
+  // its per-layer bits, already set on `net` by load_run.
+  std::optional<space::BitAssignment> assignment;
   nn::Supernet supernet{nullptr};
   nn::StaticNet net{nullptr};  // a static run's network
   bool is_supernet() const { return !supernet.is_empty(); }
@@ -39,6 +43,12 @@ TrainedRun load_run(const std::filesystem::path& dir);
 // subnet; an encoding outside the space is a qnas::Error) extracted after BN recalibration on `train` images.
 nn::StaticNet network_to_deploy(TrainedRun& run, const std::string& subnet, const data::ImageDataset& train,
                                 const data::Normalize& normalize);
+
+// `--bits-from FILE|DIR` on a loaded run's network: the assignment's bits on a network trained at 8 bits
+// (trained ranges kept, nn::apply_bits). One qnas::Error for an FP32 run (no trained ranges to keep:
+// fine-tune with `qnas mixed-precision` or train with `qnas train --bits-from`), a run that already has its
+// own per-layer bits, or a file for another network.
+void apply_bits_from(const TrainedRun& run, nn::StaticNetImpl& net, const std::filesystem::path& path);
 
 enum class Calibration { kMinMax, kPercentile };
 

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/fs.h"
 
 namespace qnas::nn {
 
@@ -12,16 +13,18 @@ namespace {
 
 // Another bit-width over the same trained range: an initialised quantizer's scale is stretched so that
 // scale * Qp stays where it was (LSQ+ keeps its offset).
-void set_bits_keeping_range(quant::LsqWeightImpl& q, int bits) {
-  if (q.bits() != quant::kFloatBits && bits != quant::kFloatBits && q.initialized()) {
+void set_bits_keeping_range(quant::LsqWeightImpl& q, int bits, Scales scales) {
+  if (scales == Scales::kKeepRange && q.bits() != quant::kFloatBits && bits != quant::kFloatBits &&
+      q.initialized()) {
     torch::NoGradGuard no_grad;
     q.scale.mul_(static_cast<double>(q.qmax()) / static_cast<double>((1 << (bits - 1)) - 1));
   }
   q.set_bits(bits);
 }
 
-void set_bits_keeping_range(quant::LsqPlusActivationImpl& q, int bits) {
-  if (q.bits() != quant::kFloatBits && bits != quant::kFloatBits && q.initialized()) {
+void set_bits_keeping_range(quant::LsqPlusActivationImpl& q, int bits, Scales scales) {
+  if (scales == Scales::kKeepRange && q.bits() != quant::kFloatBits && bits != quant::kFloatBits &&
+      q.initialized()) {
     torch::NoGradGuard no_grad;
     q.scale.mul_(static_cast<double>(q.qmax()) / static_cast<double>((1 << bits) - 1));
   }
@@ -71,19 +74,30 @@ std::vector<QuantLayerHandles> quant_layer_handles(StaticNetImpl& net) {
   return out;
 }
 
-void apply_bits(StaticNetImpl& net, const space::BitAssignment& bits) {
+void apply_bits(StaticNetImpl& net, const space::BitAssignment& bits, Scales scales) {
   bits.validate(net.spec());
   if (!bits.subnet.empty() && bits.subnet != net.spec().subnet)
     fail("bit assignment for subnet {} applied to network {}", bits.subnet, net.spec().subnet);
   auto handles = quant_layer_handles(net);
   std::map<quant::LsqPlusActivationImpl*, std::pair<quant::LsqPlusActivation, int>> inputs;
   for (size_t i = 0; i < handles.size(); ++i) {
-    set_bits_keeping_range(*handles[i].weight_quant, bits.layers[i].weight);
+    set_bits_keeping_range(*handles[i].weight_quant, bits.layers[i].weight, scales);
     auto [it, inserted] =
         inputs.try_emplace(handles[i].input_quant.get(), handles[i].input_quant, bits.layers[i].activation);
     if (!inserted) it->second.second = std::max(it->second.second, bits.layers[i].activation);
   }
-  for (auto& [ptr, q] : inputs) set_bits_keeping_range(*q.first, q.second);
+  for (auto& [ptr, q] : inputs) set_bits_keeping_range(*q.first, q.second, scales);
+}
+
+space::BitAssignment read_bit_assignment(const std::filesystem::path& path, const space::ArchSpec& spec) {
+  const std::filesystem::path file = std::filesystem::is_directory(path) ? path / "assignment.json" : path;
+  if (!std::filesystem::exists(file))
+    fail(
+        "bit assignment {} does not exist: pass the assignment.json that `qnas mixed-precision` wrote (or "
+        "its "
+        "directory)",
+        file.string());
+  return space::BitAssignment::from_json(read_json_file(file), spec, file.string());
 }
 
 }  // namespace qnas::nn

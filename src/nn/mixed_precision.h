@@ -3,6 +3,7 @@
 // quantised layer of the ArchSpec is, and setting them. A layer's input bits go to the quantizer of the
 // tensor it reads, which its producer owns (core/quant_contract.h); a tensor read by several layers (a block
 // input read by the first conv and the shortcut projection) takes the highest bits any reader asks for.
+#include <filesystem>
 #include <vector>
 
 #include "nn/static_net.h"
@@ -19,8 +20,18 @@ struct QuantLayerHandles {
 // One entry per space::quant_layers(net.spec()) entry, in that order.
 std::vector<QuantLayerHandles> quant_layer_handles(StaticNetImpl& net);
 
-// Sets every weight and input quantizer the assignment names, keeping each trained quantizer's range
-// (scale * Qp stays where training put it). Throws when the assignment is for another network.
-void apply_bits(StaticNetImpl& net, const space::BitAssignment& bits);
+// How the scales of an initialised quantizer follow a new bit-width.
+enum class Scales {
+  kKeepRange,  // a network trained in other bits: scale * Qp stays where training put it
+  kAsTrained,  // a network trained (or fine-tuned) in these bits: its scales are already theirs
+};
+
+// Sets every weight and input quantizer the assignment names. Throws when the assignment is for another
+// network.
+void apply_bits(StaticNetImpl& net, const space::BitAssignment& bits, Scales scales = Scales::kKeepRange);
+
+// Reads a bit assignment for `spec` from a file or from a directory holding assignment.json (what `qnas
+// mixed-precision` writes). One qnas::Error naming the file for a missing, malformed or foreign one.
+space::BitAssignment read_bit_assignment(const std::filesystem::path& path, const space::ArchSpec& spec);
 
 }  // namespace qnas::nn

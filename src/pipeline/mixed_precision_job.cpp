@@ -47,7 +47,7 @@ MixedPrecisionOptions checked_options(MixedPrecisionOptions o) {
   if (!(o.latency_slack >= 0)) fail("--latency-slack must be >= 0, got {}", o.latency_slack);
   if (o.bits.empty()) {
     if (o.method == "uniform") fail("--method uniform needs its bit-width: --bits 4 (or 2, 3, 8)");
-    o.bits = o.method == "autoq" ? std::vector<int>{2, 4, 8}
+    o.bits = o.method == "autoq"           ? std::vector<int>{2, 4, 8}
              : o.method == "latency-aware" ? std::vector<int>{8, 32}
                                            : std::vector<int>{4, 8};
   }
@@ -58,8 +58,9 @@ MixedPrecisionOptions checked_options(MixedPrecisionOptions o) {
     if (!(o.size_ratio > 0 && o.size_ratio <= 1))
       fail("--size-ratio is model size / FP32 model size, in (0, 1]: got {}", o.size_ratio);
     if (o.autoq_episodes < 1 || o.autoq_warmup < 0 || o.reward_images < 1 || o.bn_batches < 0)
-      fail("--autoq-episodes and --reward-images must be positive, --autoq-warmup and --bn-batches not "
-           "negative");
+      fail(
+          "--autoq-episodes and --reward-images must be positive, --autoq-warmup and --bn-batches not "
+          "negative");
   }
   if (o.method == "latency-aware" && o.bits != std::vector<int>{4, 8} && o.bits != std::vector<int>{8, 32})
     fail("--method latency-aware chooses INT8 or FP32 per block: leave --bits out or give --bits 8 32");
@@ -234,10 +235,14 @@ space::BitAssignment autoq_bits(nn::StaticNetImpl& net, const data::ImageDataset
     return r.top1;
   };
 
-  const json key = {{"subnet", spec.subnet},     {"bits", o.bits},
-                    {"size_ratio", o.size_ratio}, {"episodes", o.autoq_episodes},
-                    {"warmup", ao.warmup_episodes}, {"reward_images", n},
-                    {"reward_from", from},        {"bn_batches", o.bn_batches},
+  const json key = {{"subnet", spec.subnet},
+                    {"bits", o.bits},
+                    {"size_ratio", o.size_ratio},
+                    {"episodes", o.autoq_episodes},
+                    {"warmup", ao.warmup_episodes},
+                    {"reward_images", n},
+                    {"reward_from", from},
+                    {"bn_batches", o.bn_batches},
                     {"seed", o.seed}};
   json log = json::array();
   if (fs::exists(log_path)) {
@@ -373,6 +378,7 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
   };
   const double before = accuracy();
   double after = before;
+  fs::path finetuned_run;
   if (o.finetune_epochs > 0) {
     train::TrainConfig c = run.config;
     c.epochs = 0;
@@ -387,11 +393,14 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
     // One checkpoint directory per assignment: a run resumed with other bits must not continue another's QAT.
     const fs::path finetune_dir =
         out / fmt::format("finetune-{:08x}", stable_hash(assignment.at("layers").dump()) & 0xffffffffu);
+    finetuned_run = finetune_dir;
     train::Trainer trainer(c, net.ptr(), train, test, finetune_dir);
     // The assigned bits are the network's own: the QAT phase keeps them.
     trainer.set_bits_policy([](int b) {
       if (b != 8) fail("mixed-precision fine-tune: unexpected {}-bit phase", b);
     });
+    // The fine-tuned run loads in these bits (`qnas eval --run-dir OUT/finetune-...`).
+    trainer.set_bit_assignment(bits.to_json(spec));
     trainer.run();
     net->eval();
     after = accuracy();
@@ -419,6 +428,7 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
                  {"accuracy_before_finetune", before},
                  {"accuracy", after},
                  {"finetune_epochs", o.finetune_epochs},
+                 {"finetuned_run", finetuned_run.string()},
                  {"mflops", static_cast<double>(spec.macs()) / 1e6},
                  {"bitops_m", space::bitops(spec, bits) / 1e6},
                  {"bitops_int8_m", space::bitops(spec, int8) / 1e6},

@@ -516,11 +516,12 @@ void Trainer::save_checkpoint(int epochs_done) {
   archive.write("optimizer", optimizer_archive);
   json logs = json::array();
   for (const auto& l : logs_) logs.push_back(to_json(l));
-  const json meta = {{"format", kCheckpointFormat},
-                     {"epochs_done", epochs_done},
-                     {"model", model_identity()},
-                     {"config", config_.to_json()},
-                     {"logs", logs}};
+  json meta = {{"format", kCheckpointFormat},
+               {"epochs_done", epochs_done},
+               {"model", model_identity()},
+               {"config", config_.to_json()},
+               {"logs", logs}};
+  if (!bit_assignment_.is_null()) meta["bit_assignment"] = bit_assignment_;
   archive.write("meta", c10::IValue(meta.dump()));
   fs::create_directories(run_dir_);
   const fs::path tmp = checkpoint_path().string() + ".tmp";

@@ -104,6 +104,9 @@ class Trainer {
   // Replaces "every quantizer at b bits" when a phase starts (b = 32 or qat_bits): a mixed-precision network
   // keeps its own per-layer bits through its QAT epochs. Call before run().
   void set_bits_policy(std::function<void(int bits)> policy) { bits_policy_ = std::move(policy); }
+  // The per-layer bits of such a network (space::BitAssignment JSON), written into every checkpoint's meta so
+  // that whoever loads the run (deploy::load_run) sets the same bits.
+  void set_bit_assignment(nlohmann::json assignment) { bit_assignment_ = std::move(assignment); }
 
   // Test hook: throw TrainingInterrupted after this many optimizer steps of this process (a kill).
   void interrupt_after_steps(std::int64_t steps) { interrupt_after_ = steps; }
@@ -142,6 +145,7 @@ class Trainer {
   bool is_writer() const { return !group_ || group_->rank() == 0; }
   std::int64_t interrupt_after_ = -1;
   std::function<void(int)> bits_policy_;
+  nlohmann::json bit_assignment_;
 };
 
 // The checkpoint format Trainer writes. 2: activation quantizers belong to the tensors' producers

@@ -8,10 +8,12 @@
 #include "core/error.h"
 #include "core/quant_contract.h"
 #include "deploy/deploy.h"
+#include "nn/mixed_precision.h"
 #include "quant/quantizers.h"
 #include "runtime/onednn_plan.h"
 #include "runtime/reference.h"
 #include "space/sampling.h"
+#include "train/trainer.h"
 #include "train_test_util.h"
 
 namespace qnas {
@@ -267,6 +269,137 @@ TEST(Deploy, Fp32NetworkIsCalibrated) {
       EXPECT_LE(pct.quant.tensors[t].scale, minmax.quant.tensors[t].scale + 1e-9f);
     }
   }
+}
+
+// A network at 8 bits with every quantizer initialised (min-max on one batch) and BN statistics moved off
+// their defaults, so BN folding has real factors.
+nn::StaticNet initialised_int8_net() {
+  torch::manual_seed(1);
+  const auto space = space::SearchSpace::parse("fmnistw-000000-000000");
+  nn::StaticNet net(space::build_arch_spec(space, space::min_subnet(space)));
+  quant::set_bits(*net, 8);
+  net->train();
+  torch::NoGradGuard no_grad;
+  for (auto& m : net->modules(false))
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) bn->weight.uniform_(-1.0, 1.5);  // some negative
+  net->forward(torch::randn({8, 1, 28, 28}));
+  net->eval();
+  return net;
+}
+
+TEST(DeployMixedBits, AFourBitLayerDeploysAsTheIntegersItsFakeQuantUses) {
+  nn::StaticNet net = initialised_int8_net();
+  const auto ql = space::quant_layers(net->spec());
+  auto bits = space::BitAssignment::uniform(net->spec(), 8, 8);
+  const size_t four = ql.size() / 2;  // a middle conv: weights and input at 4 bits
+  ASSERT_EQ(ql[four].part, space::QuantLayer::Part::kMain);
+  bits.layers[four] = {4, 4};
+  nn::apply_bits(*net, bits);
+  auto h = nn::quant_layer_handles(*net);
+  const deploy::DeployedModel m = deploy::lower_network(*net, {});
+  EXPECT_NE(m.quant_source.find("mixed bits"), std::string::npos) << m.quant_source;
+  // Each quantised layer's program step. Per block the program holds the projection first, then the main
+  // path (runtime/program.cpp); quant_layers lists the projection last (this space has no SE layer).
+  std::vector<size_t> step_of(ql.size());
+  for (size_t b = 0; b < net->spec().blocks.size(); ++b) {
+    std::vector<size_t> steps;
+    for (size_t i = 0; i < m.program.steps.size(); ++i)
+      if (m.program.steps[i].block == static_cast<int>(b) &&
+          m.program.steps[i].layer.op != space::OpKind::kGlobalAvgPool)
+        steps.push_back(i);
+    size_t next = 0;
+    for (size_t i = 0; i < ql.size(); ++i)
+      if (ql[i].block == static_cast<int>(b) && ql[i].part == space::QuantLayer::Part::kProjection)
+        step_of[i] = steps.at(next++);
+    for (size_t i = 0; i < ql.size(); ++i)
+      if (ql[i].block == static_cast<int>(b) && ql[i].part == space::QuantLayer::Part::kMain)
+        step_of[i] = steps.at(next++);
+    ASSERT_EQ(next, steps.size()) << "block " << b;
+  }
+  ASSERT_EQ(step_of.size(), ql.size());
+  const runtime::StepQuant& q = m.quant.steps[step_of[four]];
+  torch::NoGradGuard no_grad;
+  const torch::Tensor wq = h[four].weight_quant->forward(h[four].weight);
+  const torch::Tensor s = h[four].weight_quant->scale;
+  const auto& layer =
+      net->blocks()[static_cast<size_t>(ql[four].block)].layers[static_cast<size_t>(ql[four].layer)];
+  ASSERT_TRUE(layer.bn);
+  const int64_t out = wq.size(0), per = wq.numel() / out;
+  int flipped = 0;
+  for (int64_t c = 0; c < out; ++c) {
+    const int sign = layer.bn->weight[c].item<float>() < 0 ? -1 : 1;  // BN's factor moved into the scale
+    flipped += sign < 0;
+    for (int64_t i = 0; i < per; ++i) {
+      const float fq_code = wq[c].flatten()[i].item<float>() / s[c].item<float>();
+      const int code = q.weight[static_cast<size_t>(c * per + i)];
+      ASSERT_NEAR(fq_code, std::nearbyint(fq_code), 1e-3);
+      EXPECT_EQ(code, sign * static_cast<int>(std::nearbyint(fq_code)))
+          << "channel " << c << " element " << i;
+      EXPECT_LE(std::abs(code), 7);
+    }
+  }
+  EXPECT_GT(flipped, 0) << "some BN factor should be negative";
+  // The 4-bit input: the same range on 8-bit codes (scale * 15 / 255).
+  const TensorQuant& in = m.quant.tensors[static_cast<size_t>(m.program.steps[step_of[four]].input)];
+  EXPECT_NEAR(in.scale, h[four].input_quant->effective_scale() * 15.0f / 255.0f, 1e-7);
+  // An 8-bit layer beside it is unchanged: codes up to 127.
+  int widest = 0;
+  for (auto c : m.quant.steps[step_of[four + 1]].weight)
+    widest = std::max(widest, std::abs(static_cast<int>(c)));
+  EXPECT_GT(widest, 7);
+}
+
+TEST(DeployMixedBits, ARunTrainedInMixedBitsLoadsInThemAndBitsFromChecksWhatItGets) {
+  train_test::TempDir dir("deploy-mixed-run");
+  const auto space = space::SearchSpace::parse("fmnistw-000000-000000");
+  torch::manual_seed(2);
+  auto net = std::make_shared<nn::StaticNetImpl>(space::build_arch_spec(space, space::min_subnet(space)));
+  auto bits = space::BitAssignment::uniform(net->spec(), 4, 4);
+  const auto ql = space::quant_layers(net->spec());
+  for (size_t i = 0; i < ql.size(); ++i)
+    if (ql[i].first || ql[i].classifier) bits.layers[i] = {8, 8};
+  train::TrainConfig c;
+  c.epochs = 0;
+  c.qat_epochs = 1;
+  c.batch_size = 16;
+  c.eval_random_subnets = 0;
+  c.random_subnets = 0;
+  const data::ImageDataset images = train_test::synthetic(32, 4);
+  train::Trainer trainer(c, net, images, images, dir.path / "run");
+  trainer.set_bits_policy([&](int phase) {
+    quant::set_bits(*net, 8);
+    if (phase != quant::kFloatBits) nn::apply_bits(*net, bits, nn::Scales::kAsTrained);
+  });
+  trainer.set_bit_assignment(bits.to_json(net->spec()));
+  trainer.run();
+  const auto trained = nn::quant_layer_handles(*net);
+
+  deploy::TrainedRun run = deploy::load_run(dir.path / "run");
+  ASSERT_TRUE(run.assignment.has_value());
+  EXPECT_EQ(run.assignment->layers, bits.layers);
+  const auto loaded = nn::quant_layer_handles(*run.net);
+  for (size_t i = 0; i < ql.size(); ++i) {
+    EXPECT_EQ(loaded[i].weight_quant->bits(), bits.layers[i].weight) << ql[i].name;
+    // Loaded as trained: the scales are the 4-bit ones, not stretched again.
+    EXPECT_TRUE(torch::equal(loaded[i].weight_quant->scale, trained[i].weight_quant->scale)) << ql[i].name;
+  }
+  // --bits-from on top of a run that has its own bits, or on an FP32 run, is one clear error.
+  try {
+    deploy::apply_bits_from(run, *run.net, dir.path / "missing.json");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already has its own per-layer bits"), std::string::npos)
+        << e.what();
+  }
+  run.assignment.reset();
+  try {
+    deploy::apply_bits_from(run, *run.net, dir.path / "missing.json");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not exist"), std::string::npos) << e.what();
+  }
+  run.bits = 32;
+  EXPECT_THROW(deploy::apply_bits_from(run, *run.net, dir.path / "missing.json"), Error);
 }
 
 TEST(Deploy, BadRunDirectoriesGetOneClearError) {
