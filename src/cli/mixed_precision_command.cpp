@@ -1,6 +1,6 @@
-// `qnas mixed-precision`: bits per layer for a trained network (uniform, HAWQ-v2, AutoQ or latency-aware INT8/FP32), a short QAT fine-tune in
-// those bits, and what they cost: BitOPs, compression ratio, model size, INT8 latency
-// (pipeline/mixed_precision_job.h).
+// `qnas mixed-precision`: bits per layer for a trained network (uniform, HAWQ-v2, AutoQ or latency-aware
+// INT8/FP32), a short QAT fine-tune in those bits, and what they cost: BitOPs, compression ratio, model size,
+// INT8 latency (pipeline/mixed_precision_job.h).
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -18,9 +18,9 @@ void add_mixed_precision_command(CLI::App& app) {
   auto run_dir = std::make_shared<std::string>(), out_dir = std::make_shared<std::string>();
   auto json_output = std::make_shared<bool>(false);
   auto torch_threads = std::make_shared<int>(0);
-  auto* cmd = app.add_subcommand(
-      "mixed-precision",
-      "Bits per layer for a trained network (uniform, HAWQ-v2, AutoQ or latency-aware INT8/FP32), fine-tuned, with BitOPs, size and latency");
+  auto* cmd = app.add_subcommand("mixed-precision",
+                                 "Bits per layer for a trained network (uniform, HAWQ-v2, AutoQ or "
+                                 "latency-aware INT8/FP32), fine-tuned, with BitOPs, size and latency");
   cmd->add_option("--run-dir", *run_dir, "a finished `qnas train` run (a plain network or a supernet)")
       ->required();
   cmd->add_option("--subnet", o->subnet, "for a supernet run: the subnet (default: the max subnet)");
@@ -82,17 +82,16 @@ void add_mixed_precision_command(CLI::App& app) {
         "INT8 ms | as assigned ms (FP32 blocks) | FP32 ms |\n");
     std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     std::printf(
-        "| %s | %s | %.2f%% (%.2f%%) | %.2f of %.2f | %.3f | %.1f of %.1f (FP32 %.1f) | %.3f | %.3f | %.3f (%d) "
+        "| %s | %s | %.2f%% (%.2f%%) | %.2f of %.2f | %.3f | %.1f of %.1f (FP32 %.1f) | %.3f | %.3f | %.3f "
+        "(%d) "
         "| %.3f |\n",
-        o->method.c_str(),
-        fmt::format("{}", fmt::join(r["bits"].get<std::vector<int>>(), ",")).c_str(),
+        o->method.c_str(), fmt::format("{}", fmt::join(r["bits"].get<std::vector<int>>(), ",")).c_str(),
         100 * r["accuracy"].get<double>(), 100 * r["accuracy_before_finetune"].get<double>(),
         r["bitops_m"].get<double>(), r["bitops_int8_m"].get<double>(), r["compression_ratio"].get<double>(),
         r["model_size_kb"].get<double>(), r["model_size_int8_kb"].get<double>(),
         r["model_size_fp32_kb"].get<double>(), r["size_ratio"].get<double>(),
-        r["latency_int8_ms"]["median"].get<double>(),
-        r["latency_as_assigned_ms"]["median"].get<double>(), r["fp32_blocks"].get<int>(),
-        r["latency_fp32_ms"]["median"].get<double>());
+        r["latency_int8_ms"]["median"].get<double>(), r["latency_as_assigned_ms"]["median"].get<double>(),
+        r["fp32_blocks"].get<int>(), r["latency_fp32_ms"]["median"].get<double>());
     std::printf("%s\nwritten: %s/{assignment.json,result.json}\n",
                 r["latency_note"].get<std::string>().c_str(),
                 (o->out_dir.empty() ? o->run_dir / ("mixed-precision-" + o->method) : o->out_dir).c_str());

@@ -41,10 +41,10 @@ struct MixedPrecisionOptions {
   double size_ratio = 0.15;        // autoq's target: model size / FP32 model size
   int autoq_episodes = 120;        // warm-up included
   int autoq_warmup = 20;
-  std::int64_t reward_images = 500;   // autoq: held-out training images per episode
-  int bn_batches = 4;                 // autoq: BN adaptation batches (of 64 images) per episode
-  double latency_slack = 0.0;      // latency-aware: allowed latency above the fastest assignment
-  int activation_bits = 0;         // 0: a layer's input gets its weight's bits
+  std::int64_t reward_images = 500;  // autoq: held-out training images per episode
+  int bn_batches = 4;                // autoq: BN adaptation batches (of 64 images) per episode
+  double latency_slack = 0.0;        // latency-aware: allowed latency above the fastest assignment
+  int activation_bits = 0;           // 0: a layer's input gets its weight's bits
   int hessian_iterations = 200;
   std::int64_t hessian_batch = 32;
   int finetune_epochs = 1;  // QAT epochs in the assigned bits (0: none)

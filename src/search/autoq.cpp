@@ -46,13 +46,15 @@ std::vector<std::vector<double>> Mlp::activations(const std::vector<double>& x) 
   return a;
 }
 
-std::vector<double> Mlp::forward(const std::vector<double>& x) const { return activations(x).back(); }
+std::vector<double> Mlp::forward(const std::vector<double>& x) const {
+  return activations(x).back();
+}
 
 std::vector<double> Mlp::backward(const std::vector<double>& x, const std::vector<double>& grad_out,
                                   std::vector<double>* param_grads) const {
   const auto a = activations(x);
-  if (grad_out.size() != a.back().size()) fail("MLP backward: {} output gradients for {} outputs",
-                                               grad_out.size(), a.back().size());
+  if (grad_out.size() != a.back().size())
+    fail("MLP backward: {} output gradients for {} outputs", grad_out.size(), a.back().size());
   if (param_grads && param_grads->size() != params_.size()) param_grads->assign(params_.size(), 0.0);
   // Layer offsets, to walk backwards.
   std::vector<size_t> offsets;
@@ -165,16 +167,19 @@ BitAssignment enforce_size_ratio(const space::ArchSpec& spec, BitAssignment bits
   bits.validate(spec);
   std::vector<int> sorted = choices;
   std::sort(sorted.begin(), sorted.end());
-  const auto free = [&](size_t i) { return !(keep_first_and_last && (layers[i].first || layers[i].classifier)); };
+  const auto free = [&](size_t i) {
+    return !(keep_first_and_last && (layers[i].first || layers[i].classifier));
+  };
   BitAssignment lowest = bits;
   for (size_t i = 0; i < layers.size(); ++i)
     if (free(i)) lowest.layers[i].weight = sorted.front();
   const double reachable = size_ratio(spec, lowest);
   if (reachable > target)
-    fail("no assignment of bits {{{}}} reaches size ratio {} for {}: the smallest is {:.4f} ({}-bit weights "
-         "everywhere{})",
-         fmt::join(sorted, ", "), target, spec.subnet, reachable, sorted.front(),
-         keep_first_and_last ? " but the stem and classifier, kept at 8" : "");
+    fail(
+        "no assignment of bits {{{}}} reaches size ratio {} for {}: the smallest is {:.4f} ({}-bit weights "
+        "everywhere{})",
+        fmt::join(sorted, ", "), target, spec.subnet, reachable, sorted.front(),
+        keep_first_and_last ? " but the stem and classifier, kept at 8" : "");
   while (size_ratio(spec, bits) > target) {
     for (size_t i = layers.size(); i-- > 0;) {
       if (!free(i)) continue;
@@ -331,7 +336,8 @@ void AutoqSearch::update_agent() {
   critic_target_.soft_update(critic_, options_.tau);
 }
 
-int AutoqSearch::replay(const std::vector<double>& accuracies, const std::vector<BitAssignment>& assignments) {
+int AutoqSearch::replay(const std::vector<double>& accuracies,
+                        const std::vector<BitAssignment>& assignments) {
   const size_t n = std::min(accuracies.size(), assignments.size());
   int taken = 0;
   for (size_t i = 0; i < n && !done(); ++i) {

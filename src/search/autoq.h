@@ -1,9 +1,9 @@
 #pragma once
 // AutoQ bit assignment as NNCF does it (precision init "autoq", after HAQ): a DDPG agent walks the quantisers
-// of a network one step at a time (a layer's weights, then the tensor it reads), sees the layer's features and
-// its own previous action, and emits an action in [0, 1] that picks a bit-width. When an episode has chosen
-// bits for every quantiser, the model-size target (quantised size / FP32 size, e.g. 0.15) is enforced by
-// lowering weight bits from the last layer back; the caller's accuracy of that assignment (e.g. after BN
+// of a network one step at a time (a layer's weights, then the tensor it reads), sees the layer's features
+// and its own previous action, and emits an action in [0, 1] that picks a bit-width. When an episode has
+// chosen bits for every quantiser, the model-size target (quantised size / FP32 size, e.g. 0.15) is enforced
+// by lowering weight bits from the last layer back; the caller's accuracy of that assignment (e.g. after BN
 // adaptation on a few training batches) rewards every step of the episode. The first episodes explore
 // uniformly (warm-up); then the actor's action plus truncated normal noise whose width decays per episode.
 //
@@ -67,12 +67,12 @@ struct AutoqOptions {
   int warmup_episodes = 20;           // uniformly random actions (NNCF: 20)
   int hidden = 64;                    // NNCF: 400 and 300 for networks of hundreds of quantisers
   double actor_lr = 1e-4, critic_lr = 1e-3;
-  double tau = 0.01;       // target network update
-  double discount = 1.0;   // NNCF/HAQ: every step of an episode shares its reward
-  int batch = 64;          // replay minibatch
-  double init_delta = 0.5;   // exploration noise after warm-up
-  double delta_decay = 0.99;  // per episode
-  double baseline_alpha = 0.5;  // moving-average reward baseline
+  double tau = 0.01;                // target network update
+  double discount = 1.0;            // NNCF/HAQ: every step of an episode shares its reward
+  int batch = 64;                   // replay minibatch
+  double init_delta = 0.5;          // exploration noise after warm-up
+  double delta_decay = 0.99;        // per episode
+  double baseline_alpha = 0.5;      // moving-average reward baseline
   bool keep_first_and_last = true;  // the stem conv and the classifier stay at 8 bits
   std::uint64_t seed = 0;
 };
@@ -82,8 +82,8 @@ struct AutoqOptions {
 // previous action is the tenth feature, filled in during the rollout.
 constexpr int kAutoqFeatures = 10;
 struct AutoqStep {
-  int layer = 0;        // index into space::quant_layers(spec)
-  bool weight = true;   // the layer's weights, or the tensor it reads
+  int layer = 0;                 // index into space::quant_layers(spec)
+  bool weight = true;            // the layer's weights, or the tensor it reads
   std::vector<double> features;  // kAutoqFeatures - 1 values
 };
 std::vector<AutoqStep> autoq_steps(const space::ArchSpec& spec, bool keep_first_and_last);
