@@ -383,6 +383,15 @@ TEST(DeployMixedBits, ARunTrainedInMixedBitsLoadsInThemAndBitsFromChecksWhatItGe
     // Loaded as trained: the scales are the 4-bit ones, not stretched again.
     EXPECT_TRUE(torch::equal(loaded[i].weight_quant->scale, trained[i].weight_quant->scale)) << ql[i].name;
   }
+  // The loaded network computes what the trained one computes.
+  {
+    torch::NoGradGuard no_grad;
+    net->eval();
+    run.net->eval();
+    const torch::Tensor x = torch::randn({4, 1, 28, 28});
+    const torch::Tensor a = net->forward(x), b = run.net->forward(x);
+    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << (a - b).abs().max().item<float>();
+  }
   // --bits-from on top of a run that has its own bits, or on an FP32 run, is one clear error.
   try {
     deploy::apply_bits_from(run, *run.net, dir.path / "missing.json");
