@@ -35,12 +35,11 @@ runtime::TensorQuant activation_quant(quant::LsqPlusActivationImpl& q, const std
         "FP32 layer inside a quantised network is not deployable yet",
         what, q.bits());
   }
-  if (q.bits() == 8) return runtime::TensorQuant{q.effective_scale(), q.zero_point(), true};
-  // Fewer bits: the engines run the same clipping range [offset, offset + Qp * scale] on 8-bit codes, a grid
-  // (255 / Qp) times finer than training's, so they agree with fake-quant closely but not bit for bit.
-  const float scale8 = q.effective_scale() * static_cast<float>(q.qmax()) / 255.0f;
-  const float offset = q.offset.item<float>();
-  return runtime::TensorQuant{scale8, quant_contract::zero_point_from_offset(offset, scale8, 255), true};
+  // Fewer bits: the same scale and zero point on u8 codes, so every value inside the trained range gets the
+  // code fake-quant gives it; a value above the range is not clipped to 2^b - 1 (the INT8 kernels saturate at
+  // 255). Measured on an AutoQ network with 13 4-bit inputs: 98.7% top-1 agreement with fake-quant, against
+  // 89.1% for the alternative of the same range on a 255/Qp times finer grid (docs/mixed-precision.md).
+  return runtime::TensorQuant{q.effective_scale(), q.zero_point(), true};
 }
 
 // The weight's LSQ codes and per-channel scales with BN's per-channel factor `fold` (gamma / sigma) moved

@@ -3,6 +3,7 @@
 // own fake-quant forward, the export's metadata, and the errors a bad run directory gets.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 
 #include "core/error.h"
@@ -14,6 +15,11 @@
 #include "runtime/reference.h"
 #include "space/sampling.h"
 #include "train/trainer.h"
+#ifdef QNAS_HAVE_ONNX
+#include <onnx/onnx_pb.h>
+
+#include "export/onnx_export.h"
+#endif
 #include "train_test_util.h"
 
 namespace qnas {
@@ -339,9 +345,26 @@ TEST(DeployMixedBits, AFourBitLayerDeploysAsTheIntegersItsFakeQuantUses) {
     }
   }
   EXPECT_GT(flipped, 0) << "some BN factor should be negative";
-  // The 4-bit input: the same range on 8-bit codes (scale * 15 / 255).
+  // The 4-bit input: its own scale and zero point, so a value inside its range gets fake-quant's code.
   const TensorQuant& in = m.quant.tensors[static_cast<size_t>(m.program.steps[step_of[four]].input)];
-  EXPECT_NEAR(in.scale, h[four].input_quant->effective_scale() * 15.0f / 255.0f, 1e-7);
+  EXPECT_EQ(in.scale, h[four].input_quant->effective_scale());
+  EXPECT_EQ(in.zero_point, h[four].input_quant->zero_point());
+  EXPECT_LE(in.zero_point, 15);
+#ifdef QNAS_HAVE_ONNX
+  // The exported QDQ graph stores those very integers as the layer's INT8 weight initializer.
+  {
+    exporter::OnnxOptions options;
+    options.precision = runtime::Precision::kInt8;
+    onnx::ModelProto model;
+    ASSERT_TRUE(model.ParseFromString(exporter::export_onnx(m.program, m.weights, &m.quant, options)));
+    int found = 0;
+    for (const auto& t : model.graph().initializer()) {
+      if (t.data_type() != onnx::TensorProto::INT8 || t.raw_data().size() != q.weight.size()) continue;
+      found += std::memcmp(t.raw_data().data(), q.weight.data(), q.weight.size()) == 0;
+    }
+    EXPECT_EQ(found, 1) << "the 4-bit layer's codes as one INT8 initializer";
+  }
+#endif
   // An 8-bit layer beside it is unchanged: codes up to 127.
   int widest = 0;
   for (auto c : m.quant.steps[step_of[four + 1]].weight)
