@@ -21,6 +21,15 @@ float parse_float(const std::string& text, const std::string& where, const char*
   return static_cast<float>(*value);
 }
 
+// A channel count or image size: a whole number a network can have (a huge one would overflow int; found by
+// fuzz/).
+int parse_dimension(const std::string& text, const std::string& where, const char* column) {
+  const float value = parse_float(text, where, column);
+  if (!(value >= 1 && value <= 1e6f) || value != static_cast<float>(static_cast<int>(value)))
+    fail("{}: {} '{}' is not a whole number from 1 to 1000000", where, column, text);
+  return static_cast<int>(value);
+}
+
 }  // namespace
 
 LutRow BlockLutSet::parse_row(const std::string& line, const std::string& where) {
@@ -38,8 +47,8 @@ LutRow BlockLutSet::parse_row(const std::string& line, const std::string& where)
     fail("{}: malformed sub-stage choice '{}'", where, row.choice);
   const auto shape = split(cols[1], 'x');
   if (shape.size() != 4) fail("{}: input shape '{}' is not 1xCxHxW", where, cols[1]);
-  row.cin = static_cast<int>(parse_float(shape[1], where, "C"));
-  row.hw = static_cast<int>(parse_float(shape[2], where, "H"));
+  row.cin = parse_dimension(shape[1], where, "C");
+  row.hw = parse_dimension(shape[2], where, "H");
   row.loss = parse_float(cols[2], where, "nsr_loss");
   row.mflops = parse_float(cols[3], where, "FLOPs");
   row.mparams = parse_float(cols[4], where, "params");
@@ -59,7 +68,7 @@ BlockLutSet BlockLutSet::load(const fs::path& dir, const space::Hyperspace& hype
     const auto sizes = stage_input_sizes(hyperspace, resolution);
     for (size_t s = 0; s < sizes.size(); ++s) resolution_of[{static_cast<int>(s), sizes[s]}] = resolution;
   }
-  static const std::regex name_pattern(R"(stage(\d+)_(\d+)_(\d+)\.csv)");
+  static const std::regex name_pattern(R"(stage(\d{1,3})_(\d{1,3})_(\d{1,3})\.csv)");
   std::set<int> seen_resolutions;
   for (const auto& entry : fs::directory_iterator(dir)) {
     std::smatch match;

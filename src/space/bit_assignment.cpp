@@ -125,7 +125,9 @@ json BitAssignment::to_json(const ArchSpec& spec) const {
           {"layers", rows}};
 }
 
-BitAssignment BitAssignment::from_json(const json& j, const ArchSpec& spec, const std::string& what) {
+namespace {
+
+BitAssignment from_json_checked(const json& j, const ArchSpec& spec, const std::string& what) {
   if (!j.is_object() || j.value("format", "") != "qnas-bit-assignment")
     fail(
         "{} is not a bit assignment (no \"format\": \"qnas-bit-assignment\"): write one with `qnas "
@@ -154,6 +156,18 @@ BitAssignment BitAssignment::from_json(const json& j, const ArchSpec& spec, cons
   }
   a.validate(spec);
   return a;
+}
+
+}  // namespace
+
+BitAssignment BitAssignment::from_json(const json& j, const ArchSpec& spec, const std::string& what) {
+  // A field of the wrong JSON type is the same malformed file as a missing one (found by fuzz/).
+  try {
+    return from_json_checked(j, spec, what);
+  } catch (const json::exception& e) {
+    fail("{} is not a well-formed bit assignment ({}): write it again with `qnas mixed-precision`", what,
+         e.what());
+  }
 }
 
 namespace {

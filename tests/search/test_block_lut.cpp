@@ -31,6 +31,16 @@ TEST(BlockLut, ParsesTheOfficialRowFormat) {
 }
 
 TEST(BlockLut, MalformedRowsNameFileAndLine) {
+  // Found by fuzz/fuzz_block_lut_row: a channel count of 1e27 overflowed the conversion to int (UBSan).
+  EXPECT_NE(error_message([] {
+              BlockLutSet::parse_row("3#48#None,1x3177777777777777777777777777x80x80,0.39,19.5,0.01,0.98",
+                                     "x.csv:3");
+            }).find("x.csv:3: C '3177777777777777777777777777' is not a whole number from 1 to 1000000"),
+            std::string::npos);
+  EXPECT_NE(error_message([] {
+              BlockLutSet::parse_row("3#48#None,1x32x80.5x80,0.39,19.5,0.01,0.98", "x.csv:4");
+            }).find("H '80.5' is not a whole number"),
+            std::string::npos);
   EXPECT_NE(error_message([] {
               BlockLutSet::parse_row("3#48#None,1x32x80x80,0.39,19.5", "x.csv:7");
             }).find("x.csv:7: expected 6 comma-separated columns"),

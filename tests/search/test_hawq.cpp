@@ -71,7 +71,9 @@ TEST(Hawq, ChoosesTheLowestMetricMonotoneCandidateThatMeetsTheRatio) {
   EXPECT_EQ(r.candidates, count_monotone_sequences(static_cast<int>(ql.size()) - 2, 2));
   // Stem and classifier stay at 8; along the trace order the bits never decrease.
   for (size_t i = 0; i < ql.size(); ++i)
-    if (ql[i].first || ql[i].classifier) EXPECT_EQ(r.assignment.layers[i].weight, 8) << ql[i].name;
+    if (ql[i].first || ql[i].classifier) {
+      EXPECT_EQ(r.assignment.layers[i].weight, 8) << ql[i].name;
+    }
   int previous = 0;
   for (int i : r.trace_order) {
     const int b = r.assignment.layers[static_cast<size_t>(i)].weight;

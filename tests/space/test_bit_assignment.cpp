@@ -108,5 +108,29 @@ TEST(BitAssignment, JsonRoundTripAndErrorsNameTheProblem) {
   EXPECT_THROW(BitAssignment::uniform(a, 6, 8), Error);
 }
 
+// Found by fuzz/fuzz_bit_assignment: a field of the wrong JSON type threw nlohmann's type_error past the
+// caller's qnas::Error handling (an abort in the CLI's place of one clear message).
+TEST(BitAssignment, FieldsOfTheWrongJsonTypeAreOneClearError) {
+  const auto space = SearchSpace::parse("fmnistw-151122-000000");
+  const ArchSpec a = build_arch_spec(space, min_subnet(space));
+  const auto good = BitAssignment::uniform(a, 8, 8).to_json(a);
+  auto format_array = good;
+  format_array["format"] = nlohmann::json::array({1});
+  auto layer_string = good;
+  layer_string["layers"][0] = "block0.layer0";
+  auto no_layers = good;
+  no_layers.erase("layers");
+  auto name_number = good;
+  name_number["layers"][2]["name"] = 7;
+  for (const auto& j : {format_array, layer_string, no_layers, name_number}) {
+    try {
+      BitAssignment::from_json(j, a, "bits.json");
+      FAIL() << "accepted " << j.dump();
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("bits.json ", 0), 0u) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace qnas::space
