@@ -14,7 +14,7 @@ if ! [[ $seconds =~ ^[0-9]+$ ]] || ((seconds < 1)); then
 fi
 build=${QNAS_FUZZ_DIR:-build-fuzz}
 
-packages=(clang libclang-rt-14-dev cmake nlohmann-json3-dev libfmt-dev zlib1g-dev)
+packages=(clang libclang-rt-14-dev cmake nlohmann-json3-dev libfmt-dev zlib1g-dev libdnnl-dev ocl-icd-opencl-dev)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -38,7 +38,7 @@ cmake --build "$build" -j"$(nproc)" >/dev/null
 targets=()
 for source in fuzz/fuzz_*.cpp; do
   name=$(basename "$source" .cpp)
-  targets+=("${name#fuzz_}")
+  [[ -x $build/$name ]] && targets+=("${name#fuzz_}")
 done
 
 status=0
@@ -68,10 +68,12 @@ for target in "${targets[@]}"; do
   rows+=("{\"target\": \"$target\", \"seconds\": $seconds, \"runs\": ${runs:-null}, \"exec_per_sec\": ${rate:-null}, \"corpus_files\": $files, \"new_units\": ${added:-null}, \"peak_rss_mb\": ${rss:-null}, \"crashed\": $([[ $result == ok ]] && echo false || echo true)}")
 done
 report=$build/fuzz-report.json
-{
-  printf '[\n'
-  for i in "${!rows[@]}"; do printf '  %s%s\n' "${rows[$i]}" "$([[ $i -lt $((${#rows[@]} - 1)) ]] && echo ,)"; done
-  printf ']\n'
-} >"$report.tmp" && mv "$report.tmp" "$report"
+json="["
+separator=""
+for row in "${rows[@]}"; do
+  json+="$separator"$'\n'"  $row"
+  separator=","
+done
+printf '%s\n]\n' "$json" >"$report.tmp" && mv "$report.tmp" "$report"
 echo "written: $report"
 exit $status

@@ -73,12 +73,25 @@ MixedPrecisionOptions checked_options(MixedPrecisionOptions o) {
   return o;
 }
 
+// Identifies the trained network a cached result (traces, AutoQ episodes) was computed on, so that a run
+// retrained with the same subnet and settings does not reuse another network's.
+std::string network_fingerprint(torch::nn::Module& net) {
+  torch::NoGradGuard no_grad;
+  double sum = 0, magnitude = 0;
+  for (const auto& p : net.parameters()) {
+    sum += p.sum().item<double>();
+    magnitude += p.abs().sum().item<double>();
+  }
+  return fmt::format("{:.9g}/{:.9g}", sum, magnitude);
+}
+
 // Hutchinson traces of the FP32 network's loss Hessian, one per quantised layer's weight, on training batches
 // (BN in eval mode: the batch statistics would couple the images). Cached in `path`, keyed by the settings.
 std::vector<quant::TraceEstimate> layer_traces(nn::StaticNetImpl& net, const data::ImageDataset& train,
                                                std::int64_t train_images, const MixedPrecisionOptions& o,
                                                const fs::path& path) {
   const json key = {{"subnet", net.spec().subnet},
+                    {"network", network_fingerprint(net)},
                     {"iterations", o.hessian_iterations},
                     {"batch", o.hessian_batch},
                     {"seed", o.seed}};
@@ -214,9 +227,22 @@ space::BitAssignment autoq_bits(nn::StaticNetImpl& net, const data::ImageDataset
   bn_options.seed = o.seed;
   bn_options.normalize = normalize;
   data::BatchLoader bn_loader(train, first_indices(0, train_images), bn_options);
-  std::vector<torch::Tensor> saved;
-  for (const auto& b : net.buffers()) saved.push_back(b.clone());
+  // Every episode starts from the trained network (parameters, BN statistics, 8-bit quantizers), so an
+  // episode's reward does not depend on the ones before it and a resumed search replays exactly.
+  std::vector<torch::Tensor> saved_parameters, saved_buffers;
+  for (const auto& p : net.parameters()) saved_parameters.push_back(p.detach().clone());
+  for (const auto& b : net.buffers()) saved_buffers.push_back(b.clone());
+  const space::BitAssignment int8 = space::BitAssignment::uniform(spec, 8, 8);
+  const auto restore = [&] {
+    torch::NoGradGuard no_grad;
+    const auto parameters = net.parameters();
+    for (size_t i = 0; i < parameters.size(); ++i) parameters[i].copy_(saved_parameters[i]);
+    const auto buffers = net.buffers();
+    for (size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(saved_buffers[i]);
+    nn::apply_bits(net, int8, nn::Scales::kAsTrained);
+  };
   const auto evaluate = [&](const space::BitAssignment& bits) {
+    restore();
     nn::apply_bits(net, bits);
     if (o.bn_batches > 0) {
       bn_loader.reset(0);  // the same batches every episode: rewards differ by the bits alone
@@ -236,6 +262,7 @@ space::BitAssignment autoq_bits(nn::StaticNetImpl& net, const data::ImageDataset
   };
 
   const json key = {{"subnet", spec.subnet},
+                    {"network", network_fingerprint(net)},
                     {"bits", o.bits},
                     {"size_ratio", o.size_ratio},
                     {"episodes", o.autoq_episodes},
@@ -260,8 +287,8 @@ space::BitAssignment autoq_bits(nn::StaticNetImpl& net, const data::ImageDataset
                    log_path.c_str());
     }
   }
-  ProgressLine progress("AutoQ episodes", o.autoq_episodes, "episodes");
-  progress.update(search.episode());
+  const int resumed = search.episode();
+  ProgressLine progress("AutoQ episodes", o.autoq_episodes - resumed, "episodes");
   while (!search.done()) {
     const space::BitAssignment bits = search.propose();
     const double accuracy = evaluate(bits);
@@ -274,15 +301,10 @@ space::BitAssignment autoq_bits(nn::StaticNetImpl& net, const data::ImageDataset
                    {"explored", e.explored},
                    {"assignment", bits.to_json(spec)}});
     write_json_atomic(log_path, {{"key", key}, {"episodes", log}});
-    progress.update(search.episode());
+    progress.update(search.episode() - resumed);
   }
   progress.finish();
-  nn::apply_bits(net, space::BitAssignment::uniform(spec, 8, 8));  // ranges kept: the trained quantizers
-  {
-    torch::NoGradGuard no_grad;
-    const auto buffers = net.buffers();
-    for (size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(saved[i]);
-  }
+  restore();
   const search::AutoqEpisode& best = search.best();
   int best_episode = 0;
   for (size_t i = 0; i < search.episodes().size(); ++i)
