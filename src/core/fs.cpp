@@ -61,7 +61,9 @@ nlohmann::json read_json_file(const fs::path& path) {
   const std::string text = read_text_file(path);
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // Not only parse_error: a number too large for a double is an out_of_range thrown while parsing (found by
+    // fuzz/fuzz_latency_lut).
     fail("{} is not valid JSON ({}); fix or delete the file", path.string(), e.what());
   }
 }

@@ -53,3 +53,16 @@ TEST(ReadJson, CorruptJsonNamesTheFile) {
     EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos);
   }
 }
+
+// Found by fuzz/fuzz_latency_lut: a number beyond a double's range is nlohmann's out_of_range, not a
+// parse_error, and escaped as an abort.
+TEST(ReadJson, ANumberOutOfRangeIsTheSameClearError) {
+  const fs::path path = fresh_dir("json-range") / "huge.json";
+  qnas::write_file_atomic(path, "{\"a\": 0.1319999999E999999999999998}");
+  try {
+    qnas::read_json_file(path);
+    FAIL() << "expected qnas::Error";
+  } catch (const qnas::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("huge.json is not valid JSON"), std::string::npos) << e.what();
+  }
+}
