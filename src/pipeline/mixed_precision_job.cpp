@@ -62,7 +62,7 @@ MixedPrecisionOptions checked_options(MixedPrecisionOptions o) {
           "--autoq-episodes and --reward-images must be positive, --autoq-warmup and --bn-batches not "
           "negative");
   }
-  if (o.method == "latency-aware" && o.bits != std::vector<int>{4, 8} && o.bits != std::vector<int>{8, 32})
+  if (o.method == "latency-aware" && o.bits != std::vector<int>{8, 32})
     fail("--method latency-aware chooses INT8 or FP32 per block: leave --bits out or give --bits 8 32");
   if (o.method == "uniform" && o.bits.size() != 1)
     fail("--method uniform takes one bit-width (--bits 4), got {}", o.bits.size());
