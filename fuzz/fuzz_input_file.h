@@ -1,7 +1,7 @@
 #pragma once
 // The readers take paths: each input is written to a file in /dev/shm (memory) named after the process, read
-// back by the parser under test, and removed. A qnas::Error is the expected answer to bad input; anything else
-// that escapes (another exception, a crash, a sanitizer report) is a finding.
+// back by the parser under test, and removed. A qnas::Error is the expected answer to bad input; anything
+// else that escapes (another exception, a crash, a sanitizer report) is a finding.
 #include <unistd.h>
 
 #include <cstdint>
