@@ -306,14 +306,11 @@ space::BitAssignment autoq_bits(nn::StaticNetImpl& net, const data::ImageDataset
   progress.finish();
   restore();
   const search::AutoqEpisode& best = search.best();
-  int best_episode = 0;
-  for (size_t i = 0; i < search.episodes().size(); ++i)
-    if (&search.episodes()[i] == &best) best_episode = static_cast<int>(i);
   method = {{"method", "autoq"},
             {"size_ratio_target", o.size_ratio},
             {"episodes", o.autoq_episodes},
             {"warmup_episodes", ao.warmup_episodes},
-            {"best_episode", best_episode},
+            {"best_episode", search.best_index()},
             {"reward_accuracy", best.accuracy},
             {"reward_images", n},
             {"reward_images_held_out", held_out},

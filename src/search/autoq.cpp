@@ -348,12 +348,12 @@ int AutoqSearch::replay(const std::vector<double>& accuracies,
   return taken;
 }
 
-const AutoqEpisode& AutoqSearch::best() const {
+int AutoqSearch::best_index() const {
   if (episodes_.empty()) fail("AutoQ: no episode recorded yet");
-  const AutoqEpisode* best = &episodes_.front();
-  for (const auto& e : episodes_)
-    if (e.accuracy > best->accuracy) best = &e;
-  return *best;
+  size_t best = 0;
+  for (size_t i = 1; i < episodes_.size(); ++i)
+    if (episodes_[i].accuracy > episodes_[best].accuracy) best = i;
+  return static_cast<int>(best);
 }
 
 }  // namespace qnas::search

@@ -128,8 +128,9 @@ class AutoqSearch {
   int replay(const std::vector<double>& accuracies, const std::vector<space::BitAssignment>& assignments);
 
   const std::vector<AutoqEpisode>& episodes() const { return episodes_; }
-  // The most accurate episode (the earliest among equals). Throws before the first record().
-  const AutoqEpisode& best() const;
+  // The most accurate episode (the earliest among equals) and its index. Throw before the first record().
+  int best_index() const;
+  const AutoqEpisode& best() const { return episodes_[static_cast<size_t>(best_index())]; }
   const std::vector<AutoqStep>& steps() const { return steps_; }
 
  private:
