@@ -95,8 +95,7 @@ void run_eval(const EvalArgs& a) {
   if (a.run_dir.empty()) fail("--run-dir is required");
   deploy::TrainedRun run = deploy::load_run(a.run_dir);
   const EvalData d = load_eval_data(run, a);
-  nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, d.train, d.normalize);
-  if (!a.bits_from.empty()) deploy::apply_bits_from(run, *net, a.bits_from);
+  nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, d.train, d.normalize, a.bits_from);
   const deploy::DeployedModel m = lower_for_engines(*net, d.train, d.normalize, a);
   std::vector<std::int64_t> labels;
   for (auto i : d.indices) labels.push_back(d.eval.label(i));
@@ -192,8 +191,7 @@ void export_trained_onnx(const DeployArgs& a, const std::string& precision, cons
   deploy::TrainedRun run = deploy::load_run(a.run_dir);
   const data::ImageDataset train = data::load_fashion_mnist(a.data_dir, "train");
   const data::Normalize normalize = data::Normalize::fashion_mnist();
-  nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, train, normalize);
-  if (!a.bits_from.empty()) deploy::apply_bits_from(run, *net, a.bits_from);
+  nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, train, normalize, a.bits_from);
   const deploy::DeployedModel m = lower_for_engines(*net, train, normalize, a);
   exporter::OnnxOptions options;
   options.precision = runtime::parse_precision(precision);

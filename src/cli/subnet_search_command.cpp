@@ -9,6 +9,7 @@
 
 #include "cli/deploy.h"
 #include "core/error.h"
+#include "pipeline/qfa_search_job.h"
 #include "pipeline/subnet_search_job.h"
 
 namespace qnas::cli {
@@ -16,23 +17,55 @@ namespace {
 
 struct SubnetSearchArgs {
   pipeline::SubnetSearchJobOptions job;
-  std::string algorithm = "evolution", run_dir, latency_lut, out_dir;
+  std::string algorithm = "evolution", run_dir, latency_lut, out_dir, objective = "latency";
+  int front_test = 8;
   std::int64_t seed = 0;
   int torch_threads = 0;
   bool no_baseline = false, json_output = false;
 };
 
+void run_qfa(SubnetSearchArgs& a) {
+  pipeline::QfaSearchJobOptions o;
+  o.run_dir = a.run_dir;
+  o.out_dir = a.out_dir;
+  o.data_dir = a.job.data_dir;
+  o.objective = a.objective;
+  o.search.population = a.job.search.population;
+  o.search.generations = a.job.search.generations;
+  o.search.mutation = a.job.search.mutation;
+  o.search.crossover = a.job.search.crossover;
+  o.search.seed = static_cast<std::uint64_t>(a.seed);
+  o.predictor_train = a.job.predictor_train;
+  o.predictor_test = a.job.predictor_test;
+  o.heldout_images = a.job.heldout_images;
+  o.test_images = a.job.test_images;
+  o.front_test = a.front_test;
+  const auto result = pipeline::run_qfa_search_job(o);
+  if (a.json_output) {
+    std::printf("%s\n", result.front.dump(2).c_str());
+  } else {
+    std::printf("%s\nwritten: %s/{front.json,front.csv,front.svg,search.md,assignments/}\n", result.report.c_str(),
+                result.out_dir.c_str());
+  }
+}
+
 void run(SubnetSearchArgs& a) {
   if (a.run_dir.empty()) fail("--run-dir is required: a finished `qnas train` supernet run");
+  torch::set_num_threads(a.torch_threads > 0
+                             ? a.torch_threads
+                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  if (a.objective == "bitops" || a.objective == "size") return run_qfa(a);
+  if (a.objective != "latency")
+    fail("unknown --objective '{}': use latency (INT8 latency limits), bitops or size (QFA, architecture and bits)",
+         a.objective);
+  if (a.latency_lut.empty() || a.job.search.limits_ms.empty())
+    fail("--objective latency needs --latency-lut FILE and --limits MS...");
   a.job.search.algorithm = search::parse_algorithm(a.algorithm);
   a.job.search.seed = static_cast<std::uint64_t>(a.seed);
   a.job.run_dir = a.run_dir;
   a.job.latency_lut = a.latency_lut;
   a.job.out_dir = a.out_dir;
   a.job.random_baseline = !a.no_baseline;
-  torch::set_num_threads(a.torch_threads > 0
-                             ? a.torch_threads
-                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const auto result = pipeline::run_subnet_search_job(a.job);
   if (a.json_output) {
     std::printf("%s\n", nlohmann::json{{"front", result.front}, {"best", result.best}}.dump(2).c_str());
@@ -49,14 +82,19 @@ void add_subnet_search_command(CLI::App& app) {
   auto& o = a->job;
   auto* cmd = app.add_subcommand(
       "subnet-search",
-      "Best subnets of a trained supernet under INT8 latency limits: evolution, NSGA-II or random search");
+      "Best subnets of a trained supernet under INT8 latency limits (evolution, NSGA-II or random search), or "
+      "QFA's NSGA-II over architecture and bits by BitOPs or model size");
   cmd->add_option("--run-dir", a->run_dir,
                   "a finished `qnas train` supernet run (trained with held-out images)")
       ->required();
+  cmd->add_option("--objective", a->objective,
+                  "latency (INT8 latency limits) | bitops | size (QFA: a supernet trained with --elastic-bits)")
+      ->capture_default_str();
   cmd->add_option("--latency-lut", a->latency_lut,
-                  "block latency LUT of this CPU (created, filled and its correction fitted when needed)")
-      ->required();
-  cmd->add_option("--limits", o.search.limits_ms, "INT8 latency limits in ms")->required();
+                  "latency: block latency LUT of this CPU (created, filled and its correction fitted when needed)");
+  cmd->add_option("--limits", o.search.limits_ms, "latency: INT8 latency limits in ms");
+  cmd->add_option("--front-test", a->front_test, "bitops/size: front networks measured on the test set")
+      ->capture_default_str();
   cmd->add_option("--algorithm", a->algorithm, "evolution | nsga2 | random")->capture_default_str();
   cmd->add_option("--population", o.search.population, "population size")->capture_default_str();
   cmd->add_option("--generations", o.search.generations, "generations at most")->capture_default_str();

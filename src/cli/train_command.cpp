@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -11,6 +12,7 @@
 #include "cli/format.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "deploy/deploy.h"
 #include "data/fashion_mnist.h"
 #include "dist/process_group.h"
 #include "nn/mixed_precision.h"
@@ -36,6 +38,8 @@ struct TrainArgs {
   std::string run_dir;
   std::string device;
   std::string bits_from;  // a static subnet's per-layer QAT bits
+  std::vector<int> elastic_bits;  // QFA: bits as an elastic dimension of the supernet
+  std::string init_from;          // a finished static run whose weights start the supernet
   int epochs = -1, qat_epochs = -1, threads = 0;
   std::int64_t seed = -1;
 };
@@ -51,6 +55,12 @@ train::TrainConfig make_config(const TrainArgs& a) {
   if (a.qat_epochs >= 0) j["qat_epochs"] = a.qat_epochs;
   if (a.seed >= 0) j["seed"] = a.seed;
   if (!a.device.empty()) j["device"] = a.device;
+  if (!a.elastic_bits.empty()) {
+    j["elastic_bits"] = a.elastic_bits;
+    // Below 4 bits QAT of a deep network diverges without clipping (train::TrainConfig::grad_clip).
+    const bool low = std::any_of(a.elastic_bits.begin(), a.elastic_bits.end(), [](int b) { return b < 4; });
+    if (low && j.value("grad_clip", 0.0) == 0.0) j["grad_clip"] = train::kLowBitGradClip;
+  }
   return train::TrainConfig::from_json(j);
 }
 
@@ -107,6 +117,17 @@ void run_train(const TrainArgs& a) {
                  launch.master_addr.c_str(), launch.master_port);
     group = std::make_unique<dist::ProcessGroup>(launch);
   }
+  if (!a.init_from.empty()) {
+    auto* supernet = dynamic_cast<nn::SupernetImpl*>(model.get());
+    if (!supernet) fail("--init-from starts a supernet from a trained subnet: leave out --subnet");
+    deploy::TrainedRun init = deploy::load_run(a.init_from);
+    if (!init.net)
+      fail("--init-from {}: a supernet run; give a finished `qnas train --subnet` run of a subnet of {}",
+           a.init_from, space.encode());
+    supernet->load_subnet_weights(*init.net);
+    std::fprintf(stderr, "qnas train: supernet starts from the weights of %s (%s)\n", a.init_from.c_str(),
+                 init.net->spec().subnet.c_str());
+  }
   train::Trainer trainer(config, model, train_set, test_set, run_dir);
   trainer.set_process_group(group.get());
   if (!a.bits_from.empty()) {
@@ -155,6 +176,12 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--qat-epochs", a->qat_epochs, "LSQ+ QAT epochs after them (overrides the preset)");
   cmd->add_option("--seed", a->seed, "random seed (overrides the preset)");
   cmd->add_option("--device", a->device, "cpu or cuda");
+  cmd->add_option("--elastic-bits", a->elastic_bits,
+                  "QFA: the supernet's QAT epochs train per-layer weight and activation bits from these (e.g. 2 3 "
+                  "4); search it with `qnas subnet-search --objective bitops`");
+  cmd->add_option("--init-from", a->init_from,
+                  "a finished `qnas train --subnet` run of this space: the supernet starts from its weights "
+                  "(a resumed run starts from its checkpoint)");
   cmd->add_option("--bits-from", a->bits_from,
                   "with --subnet: QAT in these per-layer bits (assignment.json of `qnas mixed-precision`, or "
                   "its directory)");

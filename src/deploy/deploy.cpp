@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/quant_contract.h"
 #include "core/strings.h"
 #include "data/loader.h"
@@ -188,6 +189,8 @@ TrainedRun load_run(const fs::path& dir) {
   } else if (std::sscanf(run.identity.c_str(), "supernet %127s", space_text) == 1) {
     run.space = space::SearchSpace::parse(space_text);
     run.supernet = nn::Supernet(*run.space);
+    // A QFA supernet has a scale per bit-width, which its checkpoint holds.
+    if (!run.config.elastic_bits.empty()) run.supernet->enable_bit_bank(run.config.elastic_bits);
   } else {
     fail("checkpoint {} holds '{}', which qnas cannot deploy", path.string(), run.identity);
   }
@@ -225,16 +228,30 @@ void apply_bits_from(const TrainedRun& run, nn::StaticNetImpl& net, const fs::pa
 }
 
 nn::StaticNet network_to_deploy(TrainedRun& run, const std::string& subnet, const data::ImageDataset& train,
-                                const data::Normalize& normalize) {
+                                const data::Normalize& normalize, const fs::path& bits_from) {
   if (!run.is_supernet()) {
     if (!subnet.empty() && subnet != run.net->spec().subnet) {
       fail("run {} trained one network ({}); --subnet applies to supernet runs only", run.dir.string(),
            run.net->spec().subnet);
     }
+    if (!bits_from.empty()) apply_bits_from(run, *run.net, bits_from);
     return run.net;
   }
-  const space::Subnet chosen = subnet.empty() ? space::max_subnet(*run.space) : space::Subnet::parse(subnet);
+  std::string encoding = subnet;
+  if (encoding.empty() && !bits_from.empty()) {
+    // An assignment names its subnet (what `qnas subnet-search --objective bitops` writes): deploy that one.
+    const fs::path file = fs::is_directory(bits_from) ? bits_from / "assignment.json" : bits_from;
+    if (fs::exists(file)) {
+      const json j = read_json_file(file);
+      if (j.is_object() && j.contains("subnet") && j["subnet"].is_string()) encoding = j["subnet"];
+    }
+  }
+  const space::Subnet chosen = encoding.empty() ? space::max_subnet(*run.space) : space::Subnet::parse(encoding);
   run.supernet->set_active(chosen);  // validates against the space, naming what is wrong
+  // A QFA supernet learned each bit-width's ranges: the network runs on them (BN recalibrated in those bits).
+  const bool elastic = !run.config.elastic_bits.empty();
+  if (elastic && !bits_from.empty())
+    run.supernet->set_active(chosen, nn::read_bit_assignment(bits_from, run.supernet->active_spec()));
   data::LoaderOptions options = train::bn_calibration_options(run.config);
   options.normalize = normalize;
   std::vector<std::int64_t> indices(static_cast<size_t>(
@@ -253,6 +270,7 @@ nn::StaticNet network_to_deploy(TrainedRun& run, const std::string& subnet, cons
       run.config.bn_batches);
   nn::StaticNet net = run.supernet->extract_active();
   net->eval();
+  if (!elastic && !bits_from.empty()) apply_bits_from(run, *net, bits_from);
   return net;
 }
 

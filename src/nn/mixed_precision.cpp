@@ -75,10 +75,14 @@ std::vector<QuantLayerHandles> quant_layer_handles(StaticNetImpl& net) {
 }
 
 void apply_bits(StaticNetImpl& net, const space::BitAssignment& bits, Scales scales) {
-  bits.validate(net.spec());
-  if (!bits.subnet.empty() && bits.subnet != net.spec().subnet)
-    fail("bit assignment for subnet {} applied to network {}", bits.subnet, net.spec().subnet);
-  auto handles = quant_layer_handles(net);
+  apply_bits(quant_layer_handles(net), bits, net.spec(), scales);
+}
+
+void apply_bits(std::vector<QuantLayerHandles> handles, const space::BitAssignment& bits,
+                const space::ArchSpec& spec, Scales scales) {
+  bits.validate(spec);
+  if (!bits.subnet.empty() && bits.subnet != spec.subnet)
+    fail("bit assignment for subnet {} applied to network {}", bits.subnet, spec.subnet);
   std::map<quant::LsqPlusActivationImpl*, std::pair<quant::LsqPlusActivation, int>> inputs;
   for (size_t i = 0; i < handles.size(); ++i) {
     set_bits_keeping_range(*handles[i].weight_quant, bits.layers[i].weight, scales);

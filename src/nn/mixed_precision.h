@@ -29,6 +29,9 @@ enum class Scales {
 // Sets every weight and input quantizer the assignment names. Throws when the assignment is for another
 // network.
 void apply_bits(StaticNetImpl& net, const space::BitAssignment& bits, Scales scales = Scales::kKeepRange);
+// The same on handles of `spec`'s layers (a static network's or a supernet's active subnet's).
+void apply_bits(std::vector<QuantLayerHandles> handles, const space::BitAssignment& bits,
+                const space::ArchSpec& spec, Scales scales);
 
 // Reads a bit assignment for `spec` from a file or from a directory holding assignment.json (what `qnas
 // mixed-precision` writes). One qnas::Error naming the file for a missing, malformed or foreign one.

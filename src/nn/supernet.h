@@ -8,9 +8,11 @@
 
 #include "core/rng.h"
 #include "nn/elastic_block.h"
+#include "nn/mixed_precision.h"
 #include "nn/network.h"
 #include "nn/static_net.h"
 #include "space/arch_spec.h"
+#include "space/bit_assignment.h"
 #include "space/search_space.h"
 
 namespace qnas::nn {
@@ -21,6 +23,16 @@ class SupernetImpl : public NetworkImpl {
 
   // Validates `subnet` against the space (a qnas::Error naming what is wrong) and makes it the active one.
   void set_active(const space::Subnet& subnet);
+  // The same, with per-layer bits (QFA): each quantizer of the active layers switches to its bank entry for
+  // its bits. Needs enable_bit_bank() over those bits (8 and 32 always work).
+  void set_active(const space::Subnet& subnet, const space::BitAssignment& bits);
+  // Gives every quantizer a scale per bit-width (quant::ScaleBankEntry): call before loading a checkpoint
+  // trained with elastic bits, and before creating the optimizer.
+  void enable_bit_bank(const std::vector<int>& bits);
+  const std::vector<int>& bank_bits() const { return bank_bits_; }
+  // The quantised layers of the active subnet (space::quant_layers order): the elastic weights they slice and
+  // their quantizers.
+  std::vector<QuantLayerHandles> active_quant_handles();
   const space::Subnet& active() const { return active_; }
   const space::ArchSpec& active_spec() const { return active_spec_; }
   const space::SearchSpace& space() const { return space_; }
@@ -34,6 +46,10 @@ class SupernetImpl : public NetworkImpl {
   // A standalone static network holding copies of the active subnet's weights, BN statistics and quantizer
   // state: its outputs equal this supernet's with that subnet active.
   StaticNet extract_active();
+  // The inverse for weights: copies a trained static subnet of this space (weights, biases, batch norm) into
+  // the slots it was cut from, so a supernet can start from a trained network (QFA starts from a trained
+  // full-precision supernet). Quantizer ranges are not copied. Throws for a network of another space.
+  void load_subnet_weights(StaticNetImpl& net);
 
   quant::LsqPlusActivation input_quant{nullptr};  // the normalised image
 
@@ -44,6 +60,7 @@ class SupernetImpl : public NetworkImpl {
   std::vector<std::vector<ElasticBlock>> stages_;  // [stage][block index]
   space::Subnet active_;
   space::ArchSpec active_spec_;
+  std::vector<int> bank_bits_;
 };
 TORCH_MODULE(Supernet);
 

@@ -30,13 +30,13 @@ Frame frame_of(const FrontPlot& p) {
   return f;
 }
 
-std::string axes(const Frame& f, const std::string& title) {
+std::string axes(const Frame& f, const FrontPlot& p) {
   std::string svg = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" "
       "font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       "<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n"
       "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>\n",
-      f.width, f.height, (f.left + f.width - f.right) / 2, title, f.left, f.top, f.width - f.left - f.right,
+      f.width, f.height, (f.left + f.width - f.right) / 2, p.title, f.left, f.top, f.width - f.left - f.right,
       f.height - f.top - f.bottom);
   for (int i = 0; i <= 4; ++i) {
     const double xv = f.x0 + (f.x1 - f.x0) * i / 4, yv = f.y0 + (f.y1 - f.y0) * i / 4;
@@ -45,12 +45,11 @@ std::string axes(const Frame& f, const std::string& title) {
     svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.3g}</text>\n", f.left - 6,
                        f.py(yv) + 4, yv);
   }
-  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">predicted INT8 latency (ms)</text>\n",
-                     (f.left + f.width - f.right) / 2, f.height - 18);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+                     (f.left + f.width - f.right) / 2, f.height - 18, p.x_label);
   svg += fmt::format(
-      "<text x=\"16\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {0})\">held-out accuracy "
-      "(%)</text>\n",
-      (f.top + f.height - f.bottom) / 2);
+      "<text x=\"16\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {0})\">{1}</text>\n",
+      (f.top + f.height - f.bottom) / 2, p.y_label);
   return svg;
 }
 
@@ -65,7 +64,7 @@ std::string legend(const Frame& f, int row, const std::string& color, const std:
 
 std::string front_svg(const FrontPlot& p) {
   const Frame f = frame_of(p);
-  std::string svg = axes(f, p.title);
+  std::string svg = axes(f, p);
   for (double l : p.limits) {
     svg += fmt::format(
         "<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#555\" stroke-dasharray=\"5 "
@@ -101,7 +100,7 @@ std::string front_svg(const FrontPlot& p) {
   }
   svg += legend(f, 0, "#1f77b4", p.algorithm + " front");
   svg += legend(f, 1, "#8fb8dc", p.algorithm + " evaluated");
-  if (!p.baseline_evaluated.empty()) svg += legend(f, 2, "#ffbf86", "random evaluated");
+  if (!p.baseline_evaluated.empty()) svg += legend(f, 2, "#ffbf86", p.baseline_label);
   if (!p.baseline_best.empty()) svg += legend(f, 3, "#d62728", "random: best per limit");
   return svg + "</svg>\n";
 }

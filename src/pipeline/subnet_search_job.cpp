@@ -19,6 +19,7 @@
 #include "latency/latency_lut.h"
 #include "latency/profiling.h"
 #include "pipeline/search_plot.h"
+#include "pipeline/search_support.h"
 #include "runtime/onednn_plan.h"
 #include "search/accuracy_predictor.h"
 #include "space/arch_spec.h"
@@ -38,115 +39,6 @@ constexpr std::uint64_t kCalibrationNetStream = 0x51ed27052d3c9a5bull;
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
-
-std::vector<std::int64_t> range(std::int64_t from, std::int64_t to) {
-  std::vector<std::int64_t> v;
-  for (std::int64_t i = from; i < to; ++i) v.push_back(i);
-  return v;
-}
-
-// --- data: the run's training images, its held-out tail, the test set
-struct SearchData {
-  data::ImageDataset train, test;
-  std::vector<std::int64_t> trained_on, heldout;
-  data::Normalize normalize = data::Normalize::fashion_mnist();
-};
-
-SearchData load_search_data(const deploy::TrainedRun& run, const SubnetSearchJobOptions& o) {
-  SearchData d;
-  if (o.data) {
-    d.train = o.data->train;
-    d.test = o.data->test;
-  } else {
-    d.train = data::load_fashion_mnist(o.data_dir, "train");
-    d.test = data::load_fashion_mnist(o.data_dir, "test");
-  }
-  if (o.test_images > 0 && o.test_images < d.test.count) {
-    d.test.count = o.test_images;
-    d.test.pixels.resize(static_cast<size_t>(d.test.count * d.test.image_bytes()));
-    d.test.labels.resize(static_cast<size_t>(d.test.count));
-  }
-  const std::int64_t used = run.config.train_limit > 0 ? run.config.train_limit : d.train.count;
-  if (used >= d.train.count) {
-    fail(
-        "run {} trained on all {} training images, so none are held out for the search (the test set is "
-        "kept for the final subnets): retrain with a config whose train_limit leaves images out, e.g. "
-        "{{\"train_limit\": 50000}}",
-        run.dir.string(), d.train.count);
-  }
-  d.trained_on = range(0, used);
-  std::int64_t end = d.train.count;
-  if (o.heldout_images > 0) end = std::min(end, used + o.heldout_images);
-  d.heldout = range(used, end);
-  return d;
-}
-
-// --- accuracy of a subnet from the supernet, on a fixed image set
-class SupernetAccuracy {
- public:
-  SupernetAccuracy(deploy::TrainedRun& run, const SearchData& d, const data::ImageDataset& eval,
-                   const std::vector<std::int64_t>& indices)
-      : run_(run),
-        calibration_(d.train, d.trained_on, calibration_options(run, d)),
-        eval_(eval, indices, eval_options(d)) {}
-
-  double operator()(const Subnet& subnet) {
-    run_.supernet->set_active(subnet);
-    return train::recalibrated_accuracy(*run_.supernet, calibration_, run_.config.bn_batches, eval_);
-  }
-
- private:
-  static data::LoaderOptions calibration_options(const deploy::TrainedRun& run, const SearchData& d) {
-    data::LoaderOptions options = train::bn_calibration_options(run.config);
-    options.normalize = d.normalize;
-    return options;
-  }
-  static data::LoaderOptions eval_options(const SearchData& d) {
-    data::LoaderOptions options;
-    options.batch_size = 500;
-    options.shuffle = false;
-    options.normalize = d.normalize;
-    return options;
-  }
-  deploy::TrainedRun& run_;
-  data::BatchLoader calibration_, eval_;
-};
-
-// Held-out accuracies by encoding, kept across searches and restarts. A cache made for another run, split or
-// recalibration is set aside, never mixed in.
-class EvaluationCache {
- public:
-  EvaluationCache(fs::path file, json identity) : file_(std::move(file)), identity_(std::move(identity)) {
-    if (!fs::exists(file_)) return;
-    json saved;
-    try {
-      saved = read_json_file(file_);
-    } catch (const Error& e) {
-      std::fprintf(stderr, "subnet search: %s; starting a new evaluation cache\n", e.what());
-      return;
-    }
-    if (!saved.is_object() || saved.value("identity", json()) != identity_ || !saved.contains("accuracy")) {
-      std::fprintf(stderr, "subnet search: %s was made for another run or split; starting a new one\n",
-                   file_.c_str());
-      return;
-    }
-    for (const auto& [subnet, accuracy] : saved.at("accuracy").items())
-      values_[subnet] = accuracy.get<double>();
-  }
-  std::optional<double> find(const std::string& subnet) const {
-    const auto it = values_.find(subnet);
-    return it == values_.end() ? std::nullopt : std::optional<double>(it->second);
-  }
-  void put(const std::string& subnet, double accuracy) {
-    values_[subnet] = accuracy;
-    write_json_atomic(file_, {{"identity", identity_}, {"accuracy", values_}});
-  }
-
- private:
-  fs::path file_;
-  json identity_;
-  std::map<std::string, double> values_;
-};
 
 // --- latency: this CPU's block LUT, complete for the space, with a fitted correction
 // A QAT run deploys LSQ+'s zero points, an FP32 run calibrated symmetric scales: each has its kernels.
@@ -182,17 +74,6 @@ latency::LatencyLut prepare_lut(const space::SearchSpace& space, bool asymmetric
     lut.save(o.latency_lut.string());
   }
   return lut;
-}
-
-json run_identity(const deploy::TrainedRun& run, const SearchData& d, const SubnetSearchJobOptions& o) {
-  const fs::path checkpoint = run.dir / "checkpoint.pt";
-  return {{"network", run.identity},
-          {"checkpoint_bytes", fs::file_size(checkpoint)},
-          {"checkpoint_time", fs::last_write_time(checkpoint).time_since_epoch().count()},
-          {"bits", run.bits},
-          {"bn_batches", run.config.bn_batches},
-          {"heldout", {d.heldout.front(), d.heldout.back()}},
-          {"data_dir", o.data ? o.data->train.source : o.data_dir}};
 }
 
 json lut_identity(const latency::LatencyLut& lut, const fs::path& path) {
@@ -271,13 +152,13 @@ Deployed deploy_subnet(deploy::TrainedRun& run, const SearchData& d, const std::
                        const SubnetSearchJobOptions& o, latency::Statistic statistic, bool with_test) {
   nn::StaticNet net = deploy::network_to_deploy(run, subnet, d.train, d.normalize);
   const auto calibration = deploy::normalised_images(
-      d.train, range(0, std::min<std::int64_t>(256, d.train.count)), d.normalize, net->spec().resolution);
+      d.train, index_range(0, std::min<std::int64_t>(256, d.train.count)), d.normalize, net->spec().resolution);
   const deploy::DeployedModel m = deploy::lower_network(*net, calibration);
   runtime::OnednnPlan plan(m.program, m.weights, runtime::Precision::kInt8, o.threads, &m.quant);
   Deployed r;
   if (with_test) {
     const auto images =
-        deploy::normalised_images(d.test, range(0, d.test.count), d.normalize, m.spec.resolution);
+        deploy::normalised_images(d.test, index_range(0, d.test.count), d.normalize, m.spec.resolution);
     std::int64_t correct = 0;
     for (std::int64_t i = 0; i < d.test.count; ++i) {
       const auto logits = plan.run(images[static_cast<size_t>(i)]);
@@ -319,7 +200,7 @@ SubnetSearchJobResult run_subnet_search_job(SubnetSearchJobOptions o) {
   const space::SearchSpace& space = *run.space;
   if (o.out_dir.empty()) o.out_dir = o.run_dir / "subnet-search";
   fs::create_directories(o.out_dir);
-  const SearchData d = load_search_data(run, o);
+  const SearchData d = load_search_data(run, o.data, o.data_dir, o.test_images, o.heldout_images);
   json seconds;
 
   auto t = std::chrono::steady_clock::now();
@@ -329,7 +210,7 @@ SubnetSearchJobResult run_subnet_search_job(SubnetSearchJobOptions o) {
     return lut.predict(space::build_arch_spec(space, s));
   };
 
-  const json identity = run_identity(run, d, o);
+  const json identity = run_identity(run, d, o.data ? o.data->train.source : o.data_dir);
   EvaluationCache cache(o.out_dir / "evaluations.json", identity);
   SupernetAccuracy supernet_heldout(run, d, d.train, d.heldout);
   const std::function<double(const Subnet&)> heldout = [&](const Subnet& s) {
@@ -408,7 +289,7 @@ SubnetSearchJobResult run_subnet_search_job(SubnetSearchJobOptions o) {
 
   // The test set, once, for the best subnet per limit.
   t = std::chrono::steady_clock::now();
-  SupernetAccuracy supernet_test(run, d, d.test, range(0, d.test.count));
+  SupernetAccuracy supernet_test(run, d, d.test, index_range(0, d.test.count));
   // One subnet is often the best under several limits: it is tested and deployed once.
   std::map<std::string, double> test_fakequant;
   std::map<std::string, Deployed> deployed;

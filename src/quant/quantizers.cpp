@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 #include "core/quant_contract.h"
 #include "quant/collectives.h"
@@ -27,6 +29,21 @@ torch::Tensor global_range(const torch::Tensor& x) {
   torch::Tensor range = torch::stack({-x.detach().min(), x.detach().max()});
   if (active_collectives) active_collectives->max(range);
   return torch::stack({-range[0], range[1]});
+}
+
+// Below 4 bits min-max initialisation leaves most of a bell-shaped tensor in the zero bin (2-bit weights: all
+// of |w| < max/2), the next layer's batch norm then divides by a tiny variance, and the scale's first gradient
+// is large enough to flip its sign (measured: 5.7 -> -289 in one SGD step of a trained network, NaN next).
+// There the scale starts where LSQ (Esser et al. 2020) starts it, 2 <|x - lo|> / sqrt(Qp), never wider than
+// min-max; 4 and 8 bits keep min-max, which the reports were measured with.
+constexpr int kLsqInitBelowBits = 4;
+
+// <|v|> over the batches of all ranks.
+double global_mean_abs(const torch::Tensor& v) {
+  torch::Tensor stats = torch::stack({v.detach().abs().sum(), torch::full({}, static_cast<double>(v.numel()),
+                                                                            v.options())});
+  if (active_collectives) active_collectives->sum({stats});
+  return stats[0].item<double>() / std::max(stats[1].item<double>(), 1.0);
 }
 
 // Every element of one sample shares the activation scale, so LSQ's N is the per-sample element count.
@@ -62,7 +79,38 @@ bool LsqPlusActivationImpl::initialized() const {
 
 void LsqPlusActivationImpl::set_bits(int bits) {
   check_bits(bits, "LSQ+ activation quantizer");
+  switch_bank(bits);
   bits_ = bits;
+}
+
+void LsqPlusActivationImpl::enable_bit_bank(const std::vector<int>& bits) {
+  if (!bank_.empty()) fail("LSQ+ activation quantizer: its bit bank is already enabled");
+  bank_[8] = {scale, offset, initialized_, known_initialized_};
+  for (int b : bits) {
+    check_bits(b, "LSQ+ activation quantizer bank");
+    if (b == 8 || b == kFloatBits || bank_.count(b)) continue;
+    ScaleBankEntry e;
+    e.scale = register_parameter(fmt::format("scale_b{}", b), torch::ones({1}));
+    e.offset = register_parameter(fmt::format("offset_b{}", b), torch::zeros({1}));
+    e.initialized = register_buffer(fmt::format("initialized_b{}", b), torch::zeros({1}, torch::kBool));
+    bank_[b] = e;
+  }
+  bank_bits_ = 8;
+  switch_bank(bits_);
+}
+
+void LsqPlusActivationImpl::switch_bank(int bits) {
+  if (bank_.empty() || bits == kFloatBits || bits == bank_bits_) return;
+  const auto it = bank_.find(bits);
+  if (it == bank_.end())
+    fail("LSQ+ activation quantizer: {} bits is not in its bit bank: train the supernet with those bits",
+         bits);
+  bank_[bank_bits_].known_initialized = known_initialized_;
+  scale = it->second.scale;
+  offset = it->second.offset;
+  initialized_ = it->second.initialized;
+  known_initialized_ = it->second.known_initialized;
+  bank_bits_ = bits;
 }
 
 torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
@@ -71,7 +119,9 @@ torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
     torch::NoGradGuard no_grad;
     const torch::Tensor range = global_range(x);
     const double lo = range[0].item<double>(), hi = range[1].item<double>();
-    scale.fill_(std::max(hi - lo, 1e-8) / qmax());
+    double s = std::max(hi - lo, 1e-8) / qmax();
+    if (bits_ < kLsqInitBelowBits) s = std::min(s, std::max(2 * global_mean_abs(x - lo) / std::sqrt(qmax()), 1e-8));
+    scale.fill_(s);
     offset.fill_(lo);
     initialized_.fill_(true);
     known_initialized_ = true;
@@ -111,7 +161,35 @@ bool LsqWeightImpl::initialized() const {
 
 void LsqWeightImpl::set_bits(int bits) {
   check_bits(bits, "LSQ weight quantizer");
+  switch_bank(bits);
   bits_ = bits;
+}
+
+void LsqWeightImpl::enable_bit_bank(const std::vector<int>& bits) {
+  if (!bank_.empty()) fail("LSQ weight quantizer: its bit bank is already enabled");
+  bank_[8] = {scale, {}, initialized_, known_initialized_};
+  for (int b : bits) {
+    check_bits(b, "LSQ weight quantizer bank");
+    if (b == 8 || b == kFloatBits || bank_.count(b)) continue;
+    ScaleBankEntry e;
+    e.scale = register_parameter(fmt::format("scale_b{}", b), torch::ones_like(scale));
+    e.initialized = register_buffer(fmt::format("initialized_b{}", b), torch::zeros({1}, torch::kBool));
+    bank_[b] = e;
+  }
+  bank_bits_ = 8;
+  switch_bank(bits_);
+}
+
+void LsqWeightImpl::switch_bank(int bits) {
+  if (bank_.empty() || bits == kFloatBits || bits == bank_bits_) return;
+  const auto it = bank_.find(bits);
+  if (it == bank_.end())
+    fail("LSQ weight quantizer: {} bits is not in its bit bank: train the supernet with those bits", bits);
+  bank_[bank_bits_].known_initialized = known_initialized_;
+  scale = it->second.scale;
+  initialized_ = it->second.initialized;
+  known_initialized_ = it->second.known_initialized;
+  bank_bits_ = bits;
 }
 
 torch::Tensor LsqWeightImpl::forward(const torch::Tensor& w) {
@@ -125,9 +203,14 @@ torch::Tensor LsqWeightImpl::forward(const torch::Tensor& w) {
   if (!initialized()) {
     // Max |w| maps to Qp: nothing inside the weights' range is clipped.
     torch::NoGradGuard no_grad;
-    const torch::Tensor m =
-        per_channel_ ? w.detach().abs().flatten(1).amax(1) : w.detach().abs().max().reshape({1});
-    s.copy_(m.clamp_min(1e-8) / qmax());
+    torch::Tensor m = per_channel_ ? w.detach().abs().flatten(1).amax(1) : w.detach().abs().max().reshape({1});
+    m = m / qmax();
+    if (bits_ < kLsqInitBelowBits) {
+      const torch::Tensor mean_abs =
+          per_channel_ ? w.detach().abs().flatten(1).mean(1) : w.detach().abs().mean().reshape({1});
+      m = torch::minimum(m, 2 * mean_abs / std::sqrt(qmax()));
+    }
+    s.copy_(m.clamp_min(1e-8));
     initialized_.fill_(true);
     known_initialized_ = true;
   }
@@ -206,6 +289,13 @@ void set_bits(torch::nn::Module& module, int bits) {
     if (auto* a = m->as<LsqPlusActivationImpl>()) a->set_bits(bits);
     if (auto* w = m->as<LsqWeightImpl>()) w->set_bits(bits);
     if (auto* b = m->as<BatchQuantActivationImpl>()) b->set_bits(bits);
+  }
+}
+
+void enable_bit_bank(torch::nn::Module& module, const std::vector<int>& bits) {
+  for (auto& m : module.modules(/*include_self=*/true)) {
+    if (auto* a = m->as<LsqPlusActivationImpl>()) a->enable_bit_bank(bits);
+    if (auto* w = m->as<LsqWeightImpl>()) w->enable_bit_bank(bits);
   }
 }
 

@@ -10,6 +10,9 @@
 // only carries it through checkpoints), so a training step never waits on a device value.
 #include <torch/torch.h>
 
+#include <map>
+#include <vector>
+
 #include "quant/fake_quant_ops.h"
 
 namespace qnas::quant {
@@ -18,6 +21,15 @@ constexpr int kFloatBits = 32;
 
 // Rejects bit-widths other than 2, 3, 4, 8 and 32 with a message naming the module.
 void check_bits(int bits, const char* what);
+
+// QFA's "one quantizer per bit-width over the shared weights": a quantizer with a bank learns a scale (and an
+// offset) of its own for each bit-width of the bank, and set_bits() switches to it. 8 bits is the quantizer's
+// own "scale" (so an INT8 checkpoint and a banked one share it); 32 needs none. Without a bank one scale
+// serves every bit-width, as before.
+struct ScaleBankEntry {
+  torch::Tensor scale, offset, initialized;  // offset: activations only
+  bool known_initialized = false;
+};
 
 class LsqPlusActivationImpl : public torch::nn::Module {
  public:
@@ -31,13 +43,19 @@ class LsqPlusActivationImpl : public torch::nn::Module {
   // What the engine stores (core/quant_contract.h): |scale| and the offset rounded to an integer zero point.
   float effective_scale() const;
   int zero_point() const;
+  // Registers a scale and offset per bit-width in `bits` (other than 8 and 32); see ScaleBankEntry.
+  void enable_bit_bank(const std::vector<int>& bits);
+  bool has_bit_bank() const { return !bank_.empty(); }
 
-  torch::Tensor scale, offset;
+  torch::Tensor scale, offset;  // of the current bit-width
 
  private:
+  void switch_bank(int bits);
   int bits_;
   torch::Tensor initialized_;
   mutable bool known_initialized_ = false;  // host copy: once true it stays true
+  std::map<int, ScaleBankEntry> bank_;      // by bit-width, 8 included once enabled
+  int bank_bits_ = 8;                       // whose entry `scale` and `offset` are now
 };
 TORCH_MODULE(LsqPlusActivation);
 
@@ -50,14 +68,20 @@ class LsqWeightImpl : public torch::nn::Module {
   // Narrow symmetric range [-Qp, Qp], Qp = 2^(b-1) - 1, as the INT8 runtime's s8 weights use.
   int qmax() const { return (1 << (bits_ - 1)) - 1; }
   bool initialized() const;
+  // Registers a scale per bit-width in `bits` (other than 8 and 32); see ScaleBankEntry.
+  void enable_bit_bank(const std::vector<int>& bits);
+  bool has_bit_bank() const { return !bank_.empty(); }
 
-  torch::Tensor scale;  // [out_channels] or [1]
+  torch::Tensor scale;  // [out_channels] or [1], of the current bit-width
 
  private:
+  void switch_bank(int bits);
   bool per_channel_;
   int bits_;
   torch::Tensor initialized_;
   mutable bool known_initialized_ = false;
+  std::map<int, ScaleBankEntry> bank_;
+  int bank_bits_ = 8;
 };
 TORCH_MODULE(LsqWeight);
 
@@ -87,6 +111,8 @@ TORCH_MODULE(BatchQuantActivation);
 
 // Puts every quantizer under `module` into b-bit mode (32 = FP32).
 void set_bits(torch::nn::Module& module, int bits);
+// Gives every LSQ weight and LSQ+ activation quantizer under `module` a bank over `bits` (QFA supernets).
+void enable_bit_bank(torch::nn::Module& module, const std::vector<int>& bits);
 // Counts the quantizers under `module` (for reports and tests).
 int count_quantizers(torch::nn::Module& module);
 

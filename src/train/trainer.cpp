@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <numeric>
 
 #include "core/error.h"
@@ -14,6 +16,7 @@
 #include "data/transform.h"
 #include "nn/supernet.h"
 #include "quant/quantizers.h"
+#include "search/qfa_genome.h"
 #include "train/schedule.h"
 
 namespace qnas::train {
@@ -92,6 +95,8 @@ void visit_fields(Config& c, Visit&& visit) {
   visit("eval_random_subnets", c.eval_random_subnets);
   visit("seed", c.seed);
   visit("device", c.device);
+  visit("elastic_bits", c.elastic_bits);
+  visit("grad_clip", c.grad_clip);
 }
 
 }  // namespace
@@ -133,7 +138,14 @@ void TrainConfig::validate() const {
     fail("label_smoothing must be in [0, 1), got {}", label_smoothing);
   if (random_subnets < 0) fail("random_subnets must be >= 0, got {}", random_subnets);
   if (bn_batches < 1) fail("bn_batches must be >= 1, got {}", bn_batches);
+  if (!(grad_clip >= 0)) fail("grad_clip must be >= 0 (0: off), got {}", grad_clip);
   parse_distillation(distillation);
+  if (!elastic_bits.empty()) {
+    search::check_elastic_bits(elastic_bits, "elastic_bits");
+    if (qat_epochs < 1) fail("elastic_bits trains bit-widths in the QAT epochs: set qat_epochs to 1 or more");
+    if (qat_bits != 8 && std::find(elastic_bits.begin(), elastic_bits.end(), qat_bits) == elastic_bits.end())
+      fail("qat_bits {} is not among elastic_bits: use 8 or one of them", qat_bits);
+  }
 }
 
 TrainConfig preset(const std::string& name) {
@@ -228,6 +240,7 @@ json to_json(const EpochLog& log) {
                     {"bits", e.bits},
                     {"accuracy", e.accuracy},
                     {"mflops", e.mflops}});
+    if (!e.bits_code.empty()) eval.back()["bits_code"] = e.bits_code;
   }
   return {{"epoch", log.epoch},
           {"bits", log.bits},
@@ -251,7 +264,8 @@ EpochLog epoch_log_from_json(const json& j) {
   log.images_per_second = j.at("images_per_second");
   log.seconds = j.at("seconds");
   for (const auto& e : j.at("eval")) {
-    log.eval.push_back({e.at("name"), e.at("subnet"), e.at("bits"), e.at("accuracy"), e.at("mflops")});
+    log.eval.push_back(
+        {e.at("name"), e.at("subnet"), e.at("bits"), e.at("accuracy"), e.at("mflops"), e.value("bits_code", "")});
   }
   return log;
 }
@@ -270,6 +284,12 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::NetworkImpl> model, con
   config_.validate();
   distillation_ = parse_distillation(config_.distillation);
   if (train_.count == 0 || test_.count == 0) fail("training needs non-empty training and test sets");
+  if (!config_.elastic_bits.empty()) {
+    nn::SupernetImpl* supernet = as_supernet(model_.get());
+    if (!supernet) fail("elastic_bits needs a supernet: a static network trains one bit assignment (--bits-from)");
+    // Before the optimizer collects the parameters and a checkpoint is loaded: the bank's scales are both.
+    supernet->enable_bit_bank(config_.elastic_bits);
+  }
   model_->to(device_);
   const std::int64_t images =
       config_.train_limit > 0 ? std::min(config_.train_limit, train_.count) : train_.count;
@@ -295,6 +315,28 @@ std::string Trainer::model_identity() const {
     return fmt::format("static {} {} r{}", net->spec().space, net->spec().subnet, net->spec().resolution);
   }
   return "network";
+}
+
+bool Trainer::elastic_bits_now() const {
+  return !config_.elastic_bits.empty() && bits_ != quant::kFloatBits;
+}
+
+void Trainer::activate(nn::SupernetImpl& supernet, const space::Subnet& subnet, const std::string& role, Rng& rng,
+                       std::string* bits_code) {
+  if (!elastic_bits_now()) {
+    supernet.set_active(subnet);
+    return;
+  }
+  const space::ArchSpec spec = space::build_arch_spec(supernet.space(), subnet);
+  const auto& choices = config_.elastic_bits;  // ascending (validated)
+  const space::BitAssignment bits = role == "max"   ? search::qfa_uniform(spec, choices.back())
+                                    : role == "min" ? search::qfa_uniform(spec, choices.front())
+                                                    : search::qfa_random(spec, choices, rng);
+  supernet.set_active(subnet, bits);
+  if (bits_code) {
+    bits_code->clear();
+    for (const auto& l : bits.layers) *bits_code += std::to_string(l.weight) + std::to_string(l.activation);
+  }
 }
 
 double Trainer::lr_at(int epoch, std::int64_t step_in_epoch) const {
@@ -361,7 +403,8 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torc
   // resumed run, whose weights start without gradients, takes the same steps as an uninterrupted one.
   for (auto& p : model_->parameters()) p.mutable_grad() = torch::Tensor();
   nn::SupernetImpl* supernet = as_supernet(model_.get());
-  if (supernet) supernet->set_active(supernet->sample_max());
+  Rng rng(data::derive_seed(config_.seed, kSubnetStream, static_cast<std::uint64_t>(global_step)));
+  if (supernet) activate(*supernet, supernet->sample_max(), "max", rng);
   const torch::Tensor logits = model_->forward(images);
   const torch::Tensor loss = label_smoothing_cross_entropy(logits, labels, config_.label_smoothing);
   loss.backward();
@@ -370,11 +413,10 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torc
   if (supernet) {
     // The sandwich rule: the smallest subnet and k random ones learn from the largest one's predictions.
     const torch::Tensor teacher = logits.detach();
-    Rng rng(data::derive_seed(config_.seed, kSubnetStream, static_cast<std::uint64_t>(global_step)));
     std::vector<space::Subnet> others = {supernet->sample_min()};
     for (int i = 0; i < config_.random_subnets; ++i) others.push_back(supernet->sample_random(rng));
-    for (const auto& subnet : others) {
-      supernet->set_active(subnet);
+    for (size_t i = 0; i < others.size(); ++i) {
+      activate(*supernet, others[i], i == 0 ? "min" : "random", rng);
       const torch::Tensor student = model_->forward(images);
       torch::Tensor kd;
       double value = 0;
@@ -394,7 +436,7 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torc
       kd.backward();
       out.distill += value / static_cast<double>(others.size());
     }
-    supernet->set_active(supernet->sample_max());
+    activate(*supernet, supernet->sample_max(), "max", rng);
   }
   if (group_) {
     // One bucket: every gradient plus this step's loss, distillation and correct count, summed.
@@ -415,6 +457,7 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torc
     out.distill = stats[1].item<double>() / group_->world_size();
     out.correct = static_cast<std::int64_t>(std::llround(stats[2].item<double>()));
   }
+  if (config_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.grad_clip);
   optimizer_->step();
   return out;
 }
@@ -448,6 +491,12 @@ EpochLog Trainer::train_epoch(int epoch) {
     set_lr(lr_at(epoch, b));
     const auto step_start = std::chrono::steady_clock::now();
     const StepLosses l = step(batch.images.to(device_, dtype), batch.labels.to(device_), epoch * batches + b);
+    if (!std::isfinite(l.loss) || !std::isfinite(l.distill)) {
+      fail(
+          "training diverged at epoch {} batch {} ({} bits): the loss is {}. The last good checkpoint {} is "
+          "kept; start a new run with a lower {} or with grad_clip (e.g. 5) in a --config file",
+          epoch + 1, b + 1, bits, l.loss, checkpoint_path().string(), bits == 32 ? "lr" : "qat_lr");
+    }
     step_seconds += seconds_since(step_start);
     log.loss += l.loss;
     log.distill += l.distill;
@@ -491,20 +540,23 @@ std::vector<SubnetAccuracy> Trainer::evaluate(
   data::BatchLoader test(test_, first_n(test_.count, config_.test_limit), test_options);
 
   std::vector<SubnetAccuracy> results;
+  Rng bits_rng(data::derive_seed(config_.seed, kEvalSubnetStream, 1));
   for (const auto& [name, subnet] : subnets) {
-    SubnetAccuracy r{name, "", quant::kFloatBits, 0, 0};
+    SubnetAccuracy r{name, "", quant::kFloatBits, 0, 0, ""};
+    r.bits = bits_;
     if (supernet) {
-      supernet->set_active(subnet);
+      activate(*supernet, subnet, name, bits_rng, &r.bits_code);
+      if (elastic_bits_now())
+        r.bits = name == "max" ? config_.elastic_bits.back() : name == "min" ? config_.elastic_bits.front() : 0;
       r.subnet = subnet.encode();
       r.mflops = static_cast<double>(supernet->active_spec().macs()) / 1e6;
     } else if (auto* net = dynamic_cast<nn::StaticNetImpl*>(model_.get())) {
       r.mflops = static_cast<double>(net->spec().macs()) / 1e6;
     }
-    r.bits = bits_;
     r.accuracy = recalibrated_accuracy(*model_, calibration, config_.bn_batches, test, device_);
     results.push_back(r);
   }
-  if (supernet) supernet->set_active(supernet->sample_max());
+  if (supernet) activate(*supernet, supernet->sample_max(), "max", bits_rng);
   return results;
 }
 

@@ -19,8 +19,13 @@
 #include "dist/process_group.h"
 #include "nn/network.h"
 #include "quant/collectives.h"
+#include "core/rng.h"
 #include "space/subnet.h"
 #include "train/losses.h"
+
+namespace qnas::nn {
+class SupernetImpl;
+}  // namespace qnas::nn
 
 namespace qnas::train {
 
@@ -46,6 +51,16 @@ struct TrainConfig {
   int eval_random_subnets = 3;   // besides max and min, at the end of each phase
   std::uint64_t seed = 0;
   std::string device = "cpu";  // or "cuda"
+  // QFA: a supernet's QAT epochs train bit-width as an elastic dimension, weights and activations of each
+  // layer apart, from these choices (e.g. 2 3 4); every quantizer keeps a scale per bit-width. The sandwich
+  // takes the largest subnet at the largest bits, the smallest at the smallest, the random ones at random
+  // per-layer bits. Empty: one bit-width (qat_bits) for every layer.
+  std::vector<int> elastic_bits;
+  // Clips the global L2 norm of the gradients to this before each step (0: off). Below 4 bits the
+  // straight-through estimator passes gradient to every element a sparse forward zeroed, batch norm scales it
+  // up layer by layer, and a deep network's first QAT step can diverge (measured at 2 bits: gradients of 1e3
+  // at step 0, NaN at step 2); clipping at 5 keeps it finite.
+  double grad_clip = 0;
 
   // Throws qnas::Error naming a key the config does not have or a value out of range.
   static TrainConfig from_json(const nlohmann::json& j);
@@ -53,15 +68,20 @@ struct TrainConfig {
   void validate() const;
 };
 
+// The grad_clip that QAT below 4 bits gets unless told otherwise (`qnas train --elastic-bits`, `qnas
+// mixed-precision`).
+inline constexpr double kLowBitGradClip = 5.0;
+
 // "tiny": minutes on a 2-core CPU, for CI and first contact. "fmnist": the full Fashion-MNIST schedule.
 TrainConfig preset(const std::string& name);
 
 struct SubnetAccuracy {
   std::string name;    // max, min, random1..
   std::string subnet;  // encoding ("" for a static network)
-  int bits = 32;
+  int bits = 32;  // 0: per-layer bits (bits_code)
   double accuracy = 0;
   double mflops = 0;
+  std::string bits_code;  // elastic bits: weight and input digits per layer (search::QfaSpace::key)
 };
 
 struct EpochLog {
@@ -127,6 +147,10 @@ class Trainer {
   int load_checkpoint();  // epochs done, 0 when there is no checkpoint
   void write_logs() const;
   std::string model_identity() const;
+  // Makes `subnet` active; in elastic-bits QAT also its bits for its role ("max", "min" or random).
+  void activate(nn::SupernetImpl& supernet, const space::Subnet& subnet, const std::string& role, Rng& rng,
+                std::string* bits_code = nullptr);
+  bool elastic_bits_now() const;
 
   TrainConfig config_;
   std::shared_ptr<nn::NetworkImpl> model_;

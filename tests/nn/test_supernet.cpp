@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "quant/quantizers.h"
+#include "search/qfa_genome.h"
 #include "space/sampling.h"
 #include "test_util.h"
 
@@ -175,3 +176,63 @@ TEST(BatchNormRecalibration, EmptyDataIsAnError) {
 }
 
 }  // namespace
+
+// QFA: per-layer bits on the supernet reach exactly the active layers' quantizers, each bit-width on its own
+// scales, and the extracted network computes the same in those bits.
+TEST(SupernetBits, MixedBitsReachTheActiveLayersAndExtractionKeepsThem) {
+  torch::manual_seed(9);
+  Supernet net(space::SearchSpace::parse("fmnistw-543210-111111"));
+  net->enable_bit_bank({2, 4});
+  quant::set_bits(*net, 8);
+  const torch::Tensor images = torch::randn({2, 1, 28, 28});
+  warm_up(net, images);
+  Rng rng(3);
+  for (const auto& subnet : {net->sample_max(), net->sample_min(), net->sample_random(rng)}) {
+    const auto spec = space::build_arch_spec(net->space(), subnet);
+    const auto bits = search::qfa_random(spec, {2, 4}, rng);
+    net->set_active(subnet, bits);
+    {
+      torch::NoGradGuard no_grad;
+      net->train();
+      net->forward(images);  // initialises the 2- and 4-bit entries these layers use
+      net->eval();
+    }
+    const auto handles = net->active_quant_handles();
+    ASSERT_EQ(handles.size(), bits.layers.size());
+    for (size_t i = 0; i < handles.size(); ++i) {
+      EXPECT_EQ(handles[i].weight_quant->bits(), bits.layers[i].weight) << i;
+      EXPECT_GE(handles[i].input_quant->bits(), bits.layers[i].activation) << i;
+    }
+    torch::NoGradGuard no_grad;
+    const torch::Tensor expected = net->forward(images);
+    StaticNet extracted = net->extract_active();
+    EXPECT_LT(max_rel_diff(extracted->forward(images), expected), 1e-5) << subnet.encode();
+    const auto static_handles = quant_layer_handles(*extracted);
+    for (size_t i = 0; i < static_handles.size(); ++i) {
+      EXPECT_EQ(static_handles[i].weight_quant->bits(), bits.layers[i].weight) << i;
+      EXPECT_EQ(static_handles[i].input_quant->bits(), handles[i].input_quant->bits()) << i;
+    }
+  }
+}
+
+TEST(SupernetBits, LoadingAnExtractedSubnetIsTheInverseOfExtraction) {
+  torch::manual_seed(10);
+  const auto space = space::SearchSpace::parse("fmnistw-012345-000000");
+  Supernet trained(space);
+  const torch::Tensor images = torch::randn({2, 1, 28, 28});
+  warm_up(trained, images);
+  torch::NoGradGuard no_grad;
+  for (const auto& subnet : {trained->sample_max(), trained->sample_min()}) {
+    trained->set_active(subnet);
+    StaticNet cut = trained->extract_active();
+    torch::manual_seed(11);
+    Supernet fresh(space);
+    fresh->load_subnet_weights(*cut);
+    fresh->set_active(subnet);
+    fresh->eval();
+    EXPECT_LT(max_rel_diff(fresh->forward(images), trained->forward(images)), 1e-6) << subnet.encode();
+  }
+  StaticNet foreign(space::build_arch_spec(space::SearchSpace::parse("fmnistw-000000-000000"),
+                                           space::max_subnet(space::SearchSpace::parse("fmnistw-000000-000000"))));
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { trained->load_subnet_weights(*foreign); }), "is not a subnet of supernet");
+}

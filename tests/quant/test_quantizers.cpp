@@ -3,6 +3,7 @@
 #include "quant/quantizers.h"
 
 #include <cmath>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -203,3 +204,100 @@ TEST(Quantizers, OneSwitchSetsEveryModuleAndBadBitsAreRefused) {
 }
 
 }  // namespace
+
+// Below 4 bits min-max leaves most of a bell-shaped tensor in the zero bin; the scale starts at LSQ's
+// 2 <|x|> / sqrt(Qp) instead, never wider than min-max. 4 bits keeps min-max.
+TEST(LsqWeight, BelowFourBitsTheScaleStartsAtLsqsInit) {
+  torch::manual_seed(2);
+  const auto w = torch::randn({4, 64});
+  for (int bits : {2, 3, 4}) {
+    LsqWeight q(4, /*per_channel=*/true, bits);
+    q->eval();
+    q->forward(w);
+    const double qp = (1 << (bits - 1)) - 1;
+    torch::Tensor expected = w.abs().amax(1) / qp;
+    if (bits < 4) expected = torch::minimum(expected, 2 * w.abs().mean(1) / std::sqrt(qp));
+    expect_close(q->scale.detach(), expected, 1e-5);
+  }
+  // A 2-bit tensor of Gaussian weights then keeps about half of them away from zero, not a few.
+  LsqWeight q(1, false, 2);
+  q->eval();
+  const auto y = q->forward(torch::randn({4096}));
+  const double nonzero = (y != 0).to(torch::kFloat).mean().item<double>();
+  EXPECT_GT(nonzero, 0.4);
+  EXPECT_LT(nonzero, 0.8);
+}
+
+TEST(LsqPlusActivation, BelowFourBitsTheScaleStartsAtLsqsInit) {
+  torch::manual_seed(3);
+  const auto x = torch::relu(torch::randn({8, 256})) - 0.25;  // lo = -0.25
+  LsqPlusActivation q(2);
+  q->eval();
+  q->forward(x);
+  const double lo = x.min().item<double>(), hi = x.max().item<double>();
+  const double expected = std::min((hi - lo) / 3, 2 * (x - lo).abs().mean().item<double>() / std::sqrt(3.0));
+  EXPECT_NEAR(q->scale.item<double>(), expected, 1e-5);
+  EXPECT_NEAR(q->offset.item<double>(), lo, 1e-6);
+}
+
+// QFA: one scale per bit-width over the same weights; 8 bits is the quantizer's own "scale".
+TEST(ScaleBank, EachBitWidthKeepsItsOwnScale) {
+  torch::manual_seed(4);
+  const auto w = torch::randn({2, 16});
+  LsqWeight q(2, true, 8);
+  q->enable_bit_bank({2, 4});
+  q->eval();
+  const auto names = q->named_parameters();
+  EXPECT_TRUE(names.contains("scale") && names.contains("scale_b2") && names.contains("scale_b4"));
+  EXPECT_FALSE(names.contains("scale_b8"));
+  q->forward(w);
+  const auto s8 = q->scale.detach().clone();
+  expect_close(s8, w.abs().amax(1) / 127, 1e-6);
+  q->set_bits(4);
+  EXPECT_FALSE(q->initialized());  // a bit-width of its own: initialised on its first batch
+  q->forward(w);
+  const auto s4 = q->scale.detach().clone();
+  expect_close(s4, w.abs().amax(1) / 7, 1e-6);
+  expect_close(q->named_parameters()["scale"].detach(), s8, 0.0);  // the 8-bit scale is untouched
+  q->set_bits(32);
+  expect_close(q->forward(w), w, 0.0);
+  q->set_bits(2);
+  q->forward(w);
+  q->set_bits(4);
+  EXPECT_TRUE(q->initialized());
+  expect_close(q->scale.detach(), s4, 0.0);
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { q->set_bits(3); }), "3 bits is not in its bit bank");
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { q->enable_bit_bank({2}); }), "already enabled");
+
+  // A checkpoint round trip keeps every entry and its initialisation.
+  torch::serialize::OutputArchive out;
+  q->save(out);
+  std::stringstream stream;
+  out.save_to(stream);
+  LsqWeight loaded(2, true, 8);
+  loaded->enable_bit_bank({2, 4});
+  torch::serialize::InputArchive in;
+  in.load_from(stream);
+  loaded->load(in);
+  loaded->set_bits(4);
+  EXPECT_TRUE(loaded->initialized());
+  expect_close(loaded->scale.detach(), s4, 0.0);
+  loaded->set_bits(8);
+  expect_close(loaded->scale.detach(), s8, 0.0);
+}
+
+TEST(ScaleBank, ActivationEntriesHaveTheirOwnOffsets) {
+  LsqPlusActivation q(8);
+  q->enable_bit_bank({3});
+  q->eval();
+  const auto x = torch::linspace(-1, 3, 101);
+  q->forward(x);
+  const double s8 = q->scale.item<double>();
+  EXPECT_NEAR(s8, 4.0 / 255, 1e-6);
+  q->set_bits(3);
+  q->forward(x + 1);  // another range: only the 3-bit entry sees it
+  EXPECT_NEAR(q->offset.item<double>(), 0.0, 1e-6);
+  q->set_bits(8);
+  EXPECT_NEAR(q->scale.item<double>(), s8, 1e-9);
+  EXPECT_NEAR(q->offset.item<double>(), -1.0, 1e-6);
+}

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -161,6 +162,70 @@ TEST(TrainConfig, UnknownKeysAndWrongTypesAreNamed) {
   EXPECT_CONTAINS(qnas::testing::error_message([] { train::preset("huge"); }), "tiny");
   const auto c = train::preset("fmnist");
   EXPECT_EQ(train::TrainConfig::from_json(c.to_json()).to_json(), c.to_json());
+}
+
+
+// QFA: the QAT epochs train bit-width as an elastic dimension (max at the largest bits, min at the smallest,
+// random subnets at random per-layer bits), every bit-width on its own scales, and a killed run resumes to
+// the same weights, bank included.
+TEST(Trainer, ElasticBitsTrainPerLayerBitsAndResume) {
+  const auto train_set = synthetic(64, 8), test_set = synthetic(32, 9);  // 4 steps per epoch
+  TempDir straight("elastic"), killed("elastic-killed");
+  auto config = tiny_config();
+  config.epochs = 1;
+  config.qat_epochs = 1;
+  config.elastic_bits = {2, 4};
+  config.grad_clip = 5;
+  auto reference = fresh_supernet();
+  const auto logs = train::Trainer(config, reference, train_set, test_set, straight.path).run();
+  ASSERT_EQ(logs.size(), 2u);
+  const auto& eval = logs[1].eval;
+  ASSERT_EQ(eval.size(), 3u);
+  EXPECT_EQ(eval[0].bits, 4);
+  EXPECT_EQ(eval[1].bits, 2);
+  EXPECT_EQ(eval[2].bits, 0);  // per-layer
+  EXPECT_FALSE(eval[2].bits_code.empty());
+  EXPECT_TRUE(std::isfinite(logs[1].loss) && std::isfinite(logs[1].distill));
+  const auto params = reference->named_parameters();
+  EXPECT_TRUE(params.contains("input_aq.scale_b2") && params.contains("input_aq.scale_b4"));
+
+  {
+    auto model = fresh_supernet();
+    train::Trainer trainer(config, model, train_set, test_set, killed.path);
+    trainer.interrupt_after_steps(6);  // in the QAT epoch
+    EXPECT_THROW(trainer.run(), train::TrainingInterrupted);
+  }
+  auto resumed = fresh_supernet();
+  train::Trainer(config, resumed, train_set, test_set, killed.path).run();
+  EXPECT_LT(max_state_diff(*resumed, *reference), 1e-5);
+}
+
+TEST(Trainer, ADivergingRunStopsWithAClearError) {
+  const auto train_set = synthetic(64, 1), test_set = synthetic(16, 2);
+  TempDir dir("diverge");
+  auto config = tiny_config();
+  config.lr = 1e12;
+  config.warmup_epochs = 0;
+  const std::string message =
+      qnas::testing::error_message([&] { train::Trainer(config, fresh_supernet(), train_set, test_set, dir.path).run(); });
+  EXPECT_CONTAINS(message, "training diverged at epoch 1");
+  EXPECT_CONTAINS(message, "grad_clip");
+}
+
+TEST(TrainConfig, ElasticBitsAreChecked) {
+  auto config_with = [](nlohmann::json j) { return qnas::testing::error_message([&] { train::TrainConfig::from_json(j); }); };
+  EXPECT_CONTAINS(config_with({{"qat_epochs", 1}, {"elastic_bits", {2, 5}}}), "5 bits cannot be an elastic choice");
+  EXPECT_CONTAINS(config_with({{"qat_epochs", 0}, {"elastic_bits", {2, 4}}}), "set qat_epochs to 1 or more");
+  EXPECT_CONTAINS(config_with({{"qat_epochs", 1}, {"qat_bits", 3}, {"elastic_bits", {2, 4}}}),
+                  "qat_bits 3 is not among elastic_bits");
+  EXPECT_CONTAINS(config_with({{"grad_clip", -1}}), "grad_clip must be >= 0");
+  const space::SearchSpace sp = space::SearchSpace::parse("fmnistw-000000-000000");
+  auto net = std::make_shared<nn::StaticNetImpl>(space::build_arch_spec(sp, space::min_subnet(sp)));
+  auto config = tiny_config();
+  config.elastic_bits = {2, 4};
+  const auto train_set = synthetic(32, 1);
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { train::Trainer(config, net, train_set, train_set, "/tmp/unused"); }),
+                  "elastic_bits needs a supernet");
 }
 
 }  // namespace
