@@ -44,8 +44,8 @@ void run_qfa(SubnetSearchArgs& a) {
   if (a.json_output) {
     std::printf("%s\n", result.front.dump(2).c_str());
   } else {
-    std::printf("%s\nwritten: %s/{front.json,front.csv,front.svg,search.md,assignments/}\n", result.report.c_str(),
-                result.out_dir.c_str());
+    std::printf("%s\nwritten: %s/{front.json,front.csv,front.svg,search.md,assignments/}\n",
+                result.report.c_str(), result.out_dir.c_str());
   }
 }
 
@@ -56,8 +56,10 @@ void run(SubnetSearchArgs& a) {
                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   if (a.objective == "bitops" || a.objective == "size") return run_qfa(a);
   if (a.objective != "latency")
-    fail("unknown --objective '{}': use latency (INT8 latency limits), bitops or size (QFA, architecture and bits)",
-         a.objective);
+    fail(
+        "unknown --objective '{}': use latency (INT8 latency limits), bitops or size (QFA, architecture and "
+        "bits)",
+        a.objective);
   if (a.latency_lut.empty() || a.job.search.limits_ms.empty())
     fail("--objective latency needs --latency-lut FILE and --limits MS...");
   a.job.search.algorithm = search::parse_algorithm(a.algorithm);
@@ -80,18 +82,20 @@ void run(SubnetSearchArgs& a) {
 void add_subnet_search_command(CLI::App& app) {
   auto a = std::make_shared<SubnetSearchArgs>();
   auto& o = a->job;
-  auto* cmd = app.add_subcommand(
-      "subnet-search",
-      "Best subnets of a trained supernet under INT8 latency limits (evolution, NSGA-II or random search), or "
-      "QFA's NSGA-II over architecture and bits by BitOPs or model size");
+  auto* cmd = app.add_subcommand("subnet-search",
+                                 "Best subnets of a trained supernet under INT8 latency limits (evolution, "
+                                 "NSGA-II or random search), or "
+                                 "QFA's NSGA-II over architecture and bits by BitOPs or model size");
   cmd->add_option("--run-dir", a->run_dir,
                   "a finished `qnas train` supernet run (trained with held-out images)")
       ->required();
-  cmd->add_option("--objective", a->objective,
-                  "latency (INT8 latency limits) | bitops | size (QFA: a supernet trained with --elastic-bits)")
+  cmd->add_option(
+         "--objective", a->objective,
+         "latency (INT8 latency limits) | bitops | size (QFA: a supernet trained with --elastic-bits)")
       ->capture_default_str();
-  cmd->add_option("--latency-lut", a->latency_lut,
-                  "latency: block latency LUT of this CPU (created, filled and its correction fitted when needed)");
+  cmd->add_option(
+      "--latency-lut", a->latency_lut,
+      "latency: block latency LUT of this CPU (created, filled and its correction fitted when needed)");
   cmd->add_option("--limits", o.search.limits_ms, "latency: INT8 latency limits in ms");
   cmd->add_option("--front-test", a->front_test, "bitops/size: front networks measured on the test set")
       ->capture_default_str();

@@ -12,8 +12,8 @@
 #include "cli/format.h"
 #include "core/error.h"
 #include "core/fs.h"
-#include "deploy/deploy.h"
 #include "data/fashion_mnist.h"
+#include "deploy/deploy.h"
 #include "dist/process_group.h"
 #include "nn/mixed_precision.h"
 #include "nn/supernet.h"
@@ -37,7 +37,7 @@ struct TrainArgs {
   std::string data_dir = data::kFashionMnistDefaultDir;
   std::string run_dir;
   std::string device;
-  std::string bits_from;  // a static subnet's per-layer QAT bits
+  std::string bits_from;          // a static subnet's per-layer QAT bits
   std::vector<int> elastic_bits;  // QFA: bits as an elastic dimension of the supernet
   std::string init_from;          // a finished static run whose weights start the supernet
   int epochs = -1, qat_epochs = -1, threads = 0;
@@ -176,9 +176,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--qat-epochs", a->qat_epochs, "LSQ+ QAT epochs after them (overrides the preset)");
   cmd->add_option("--seed", a->seed, "random seed (overrides the preset)");
   cmd->add_option("--device", a->device, "cpu or cuda");
-  cmd->add_option("--elastic-bits", a->elastic_bits,
-                  "QFA: the supernet's QAT epochs train per-layer weight and activation bits from these (e.g. 2 3 "
-                  "4); search it with `qnas subnet-search --objective bitops`");
+  cmd->add_option(
+      "--elastic-bits", a->elastic_bits,
+      "QFA: the supernet's QAT epochs train per-layer weight and activation bits from these (e.g. 2 3 "
+      "4); search it with `qnas subnet-search --objective bitops`");
   cmd->add_option("--init-from", a->init_from,
                   "a finished `qnas train --subnet` run of this space: the supernet starts from its weights "
                   "(a resumed run starts from its checkpoint)");

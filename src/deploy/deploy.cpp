@@ -246,7 +246,8 @@ nn::StaticNet network_to_deploy(TrainedRun& run, const std::string& subnet, cons
       if (j.is_object() && j.contains("subnet") && j["subnet"].is_string()) encoding = j["subnet"];
     }
   }
-  const space::Subnet chosen = encoding.empty() ? space::max_subnet(*run.space) : space::Subnet::parse(encoding);
+  const space::Subnet chosen =
+      encoding.empty() ? space::max_subnet(*run.space) : space::Subnet::parse(encoding);
   run.supernet->set_active(chosen);  // validates against the space, naming what is wrong
   // A QFA supernet learned each bit-width's ranges: the network runs on them (BN recalibrated in those bits).
   const bool elastic = !run.config.elastic_bits.empty();

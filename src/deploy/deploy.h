@@ -44,7 +44,8 @@ TrainedRun load_run(const std::filesystem::path& dir);
 // `bits_from` (empty: none) gives it per-layer bits: a supernet trained with elastic bits runs the subnet on
 // the ranges it learned for them; any other 8-bit run keeps its trained ranges (apply_bits_from).
 nn::StaticNet network_to_deploy(TrainedRun& run, const std::string& subnet, const data::ImageDataset& train,
-                                const data::Normalize& normalize, const std::filesystem::path& bits_from = {});
+                                const data::Normalize& normalize,
+                                const std::filesystem::path& bits_from = {});
 
 // `--bits-from FILE|DIR` on a loaded run's network: the assignment's bits on a network trained at 8 bits
 // (trained ranges kept, nn::apply_bits). One qnas::Error for an FP32 run (no trained ranges to keep:

@@ -162,8 +162,8 @@ std::vector<QuantLayerHandles> SupernetImpl::active_quant_handles() {
         ElasticLayer& l = s.layers.at(match.at(static_cast<size_t>(q.layer)));
         h.weight = l.linear ? l.linear->weight : l.conv->weight;
         h.weight_quant = l.linear ? l.linear->weight_quant : l.conv->weight_quant;
-        h.input_quant = q.layer == 0 ? block_input
-                                     : s.layers.at(match.at(static_cast<size_t>(q.layer) - 1)).output_quant;
+        h.input_quant =
+            q.layer == 0 ? block_input : s.layers.at(match.at(static_cast<size_t>(q.layer) - 1)).output_quant;
         break;
       }
       case QuantLayer::Part::kSeReduce:

@@ -410,8 +410,9 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
     c.random_subnets = 0;
     c.seed = o.seed;
     // Below 4 bits the first QAT steps diverge without clipping (train::TrainConfig::grad_clip).
-    const bool low = std::any_of(bits.layers.begin(), bits.layers.end(),
-                                 [](const space::LayerBits& l) { return std::min(l.weight, l.activation) < 4; });
+    const bool low = std::any_of(bits.layers.begin(), bits.layers.end(), [](const space::LayerBits& l) {
+      return std::min(l.weight, l.activation) < 4;
+    });
     if (low && c.grad_clip == 0) c.grad_clip = train::kLowBitGradClip;
     // One checkpoint directory per assignment: a run resumed with other bits must not continue another's QAT.
     const fs::path finetune_dir =

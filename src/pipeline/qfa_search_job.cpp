@@ -48,9 +48,8 @@ struct Measured {
 };
 
 json to_json(const Measured& m) {
-  return {{"name", m.name},         {"network", m.key},      {"predicted", m.predicted},
-          {"heldout", m.heldout},   {"test", m.test},        {"bitops_m", m.bitops_m},
-          {"size_kib", m.size_kib}, {"mflops", m.mflops}};
+  return {{"name", m.name}, {"network", m.key},       {"predicted", m.predicted}, {"heldout", m.heldout},
+          {"test", m.test}, {"bitops_m", m.bitops_m}, {"size_kib", m.size_kib},   {"mflops", m.mflops}};
 }
 
 // Up to `n` members spread evenly along the front (by index, cost ascending), the ends included.
@@ -59,7 +58,8 @@ std::vector<size_t> spread(size_t size, int n) {
   if (size == 0 || n <= 0) return {};
   if (n == 1 || size == 1) return {size - 1};
   for (int i = 0; i < n; ++i)
-    picked.insert(static_cast<size_t>(static_cast<double>(i) * static_cast<double>(size - 1) / (n - 1) + 0.5));
+    picked.insert(
+        static_cast<size_t>(static_cast<double>(i) * static_cast<double>(size - 1) / (n - 1) + 0.5));
   return {picked.begin(), picked.end()};
 }
 
@@ -78,8 +78,8 @@ class Job {
     if (o_.front_test < 1) fail("--front-test must be at least 1, got {}", o_.front_test);
     run_ = deploy::load_run(o_.run_dir);
     if (!run_.is_supernet())
-      fail("run {} is a single network: `subnet-search --objective {}` needs a supernet run", o_.run_dir.string(),
-           o_.objective);
+      fail("run {} is a single network: `subnet-search --objective {}` needs a supernet run",
+           o_.run_dir.string(), o_.objective);
     if (run_.config.elastic_bits.empty())
       fail(
           "run {} was trained without elastic bits, so its supernet knows one bit-width: train it with `qnas "
@@ -102,7 +102,9 @@ class Job {
   }
 
  private:
-  space::ArchSpec spec_of(const QfaGenome& g) const { return space::build_arch_spec(space_->space(), g.subnet); }
+  space::ArchSpec spec_of(const QfaGenome& g) const {
+    return space::build_arch_spec(space_->space(), g.subnet);
+  }
 
   double heldout_accuracy(const QfaGenome& g) {
     const std::string key = space_->key(g);
@@ -151,7 +153,8 @@ class Job {
     result_ = search::nsga2_qfa(
         *space_, [&](const QfaGenome& g) { return predictor_.predict(space_->features(g)); },
         [&](const QfaGenome& g) { return cost_(spec_of(g), space_->assignment(g)); }, options);
-    progress.finish(fmt::format("{} networks predicted, front of {}", result_.evaluated.size(), result_.front.size()));
+    progress.finish(
+        fmt::format("{} networks predicted, front of {}", result_.evaluated.size(), result_.front.size()));
   }
 
   Measured measure(const std::string& name, const QfaGenome& g, SupernetAccuracy& test, double predicted) {
@@ -182,8 +185,9 @@ class Job {
       progress.update(++done);
     }
     for (int bits : space_->choices()) {
-      for (const auto& [arch, subnet] : {std::pair<std::string, space::Subnet>{"max", space::max_subnet(space_->space())},
-                                         {"min", space::min_subnet(space_->space())}}) {
+      for (const auto& [arch, subnet] :
+           {std::pair<std::string, space::Subnet>{"max", space::max_subnet(space_->space())},
+            {"min", space::min_subnet(space_->space())}}) {
         const space::ArchSpec spec = space::build_arch_spec(space_->space(), subnet);
         const QfaGenome g = space_->genome_of(subnet, search::qfa_uniform(spec, bits));
         uniform_.push_back(measure(fmt::format("uniform{}-{}", bits, arch), g, test,
@@ -198,16 +202,21 @@ class Job {
     json front = json::array(), uniform = json::array(), all = json::array();
     for (const auto& m : front_) front.push_back(to_json(m));
     for (const auto& m : uniform_) uniform.push_back(to_json(m));
-    for (const auto& c : result_.front) all.push_back({{"network", c.key}, {"predicted", c.accuracy}, {"cost", c.cost}});
+    for (const auto& c : result_.front)
+      all.push_back({{"network", c.key}, {"predicted", c.accuracy}, {"cost", c.cost}});
     results_ = {{"run", o_.run_dir.string()},
                 {"objective", o_.objective},
                 {"elastic_bits", space_->choices()},
                 {"predictor",
-                 {{"train", quality_.train}, {"test", quality_.test}, {"kendall_tau", quality_.kendall_tau},
+                 {{"train", quality_.train},
+                  {"test", quality_.test},
+                  {"kendall_tau", quality_.kendall_tau},
                   {"rmse", quality_.rmse}}},
                 {"search",
-                 {{"population", o_.search.population}, {"generations", o_.search.generations},
-                  {"seed", o_.search.seed}, {"predicted_networks", result_.evaluated.size()}}},
+                 {{"population", o_.search.population},
+                  {"generations", o_.search.generations},
+                  {"seed", o_.search.seed},
+                  {"predicted_networks", result_.evaluated.size()}}},
                 {"supernet_evaluations", cache_->size()},
                 {"front", front},
                 {"uniform", uniform},
@@ -241,20 +250,25 @@ class Job {
     write_file_atomic(o_.out_dir / "front.svg", front_svg(plot));
 
     std::string md = fmt::format(
-        "# QFA search of {} by {}\n\nRun `{}`, elastic bits {}, {} supernet evaluations on {} held-out images, "
+        "# QFA search of {} by {}\n\nRun `{}`, elastic bits {}, {} supernet evaluations on {} held-out "
+        "images, "
         "predictor Kendall tau {:.3f} / RMSE {:.2f} points on {} unseen networks; NSGA-II population {} x {} "
         "generations ({} networks predicted); {:.0f} s.\n\n",
-        run_.space->encode(), cost_.name(), o_.run_dir.string(), fmt::join(space_->choices(), " "), cache_->size(),
-        data_.heldout.size(), quality_.kendall_tau, 100 * quality_.rmse, quality_.test, o_.search.population,
-        o_.search.generations, result_.evaluated.size(), seconds);
-    md += "| network | test | held-out | predicted | BitOPs (M) | size KiB | MFLOPs |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+        run_.space->encode(), cost_.name(), o_.run_dir.string(), fmt::join(space_->choices(), " "),
+        cache_->size(), data_.heldout.size(), quality_.kendall_tau, 100 * quality_.rmse, quality_.test,
+        o_.search.population, o_.search.generations, result_.evaluated.size(), seconds);
+    md +=
+        "| network | test | held-out | predicted | BitOPs (M) | size KiB | MFLOPs |\n| --- | ---: | ---: | "
+        "---: | ---: | ---: | ---: |\n";
     for (const auto* list : {&front_, &uniform_}) {
       for (const auto& m : *list)
-        md += fmt::format("| {} | {:.2f}% | {:.2f}% | {:.2f}% | {:.2f} | {:.1f} | {:.2f} |\n", m.name, 100 * m.test,
-                          100 * m.heldout, 100 * m.predicted, m.bitops_m, m.size_kib, m.mflops);
+        md += fmt::format("| {} | {:.2f}% | {:.2f}% | {:.2f}% | {:.2f} | {:.1f} | {:.2f} |\n", m.name,
+                          100 * m.test, 100 * m.heldout, 100 * m.predicted, m.bitops_m, m.size_kib, m.mflops);
     }
-    md += "\nEach network's subnet and bits: `front.json` (`network` = encoding:weight/input digits per layer); its "
-          "bit assignment: `assignments/NAME.json`.\n";
+    md +=
+        "\nEach network's subnet and bits: `front.json` (`network` = encoding:weight/input digits per "
+        "layer); its "
+        "bit assignment: `assignments/NAME.json`.\n";
     report_ = md;
     write_file_atomic(o_.out_dir / "search.md", md);
   }

@@ -19,7 +19,8 @@ std::vector<std::int64_t> index_range(std::int64_t from, std::int64_t to) {
 }
 
 SearchData load_search_data(const deploy::TrainedRun& run, const data::LoadedData* data,
-                            const std::string& data_dir, std::int64_t test_images, std::int64_t heldout_images) {
+                            const std::string& data_dir, std::int64_t test_images,
+                            std::int64_t heldout_images) {
   SearchData d;
   if (data) {
     d.train = data->train;
@@ -77,9 +78,11 @@ data::LoaderOptions eval_options(const SearchData& d) {
 
 }  // namespace
 
-SupernetAccuracy::SupernetAccuracy(deploy::TrainedRun& run, const SearchData& d, const data::ImageDataset& eval,
-                                   const std::vector<std::int64_t>& indices)
-    : run_(run), calibration_(d.train, d.trained_on, calibration_options(run, d)), eval_(eval, indices, eval_options(d)) {}
+SupernetAccuracy::SupernetAccuracy(deploy::TrainedRun& run, const SearchData& d,
+                                   const data::ImageDataset& eval, const std::vector<std::int64_t>& indices)
+    : run_(run),
+      calibration_(d.train, d.trained_on, calibration_options(run, d)),
+      eval_(eval, indices, eval_options(d)) {}
 
 double SupernetAccuracy::operator()(const space::Subnet& subnet) {
   run_.supernet->set_active(subnet);
@@ -95,7 +98,8 @@ double SupernetAccuracy::measure() {
   return train::recalibrated_accuracy(*run_.supernet, calibration_, run_.config.bn_batches, eval_);
 }
 
-EvaluationCache::EvaluationCache(fs::path file, json identity) : file_(std::move(file)), identity_(std::move(identity)) {
+EvaluationCache::EvaluationCache(fs::path file, json identity)
+    : file_(std::move(file)), identity_(std::move(identity)) {
   if (!fs::exists(file_)) return;
   json saved;
   try {

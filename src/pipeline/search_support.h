@@ -32,10 +32,12 @@ struct SearchData {
 // `heldout_images` held-out ones (0: every image the run did not train on). One qnas::Error when the run
 // trained on every training image.
 SearchData load_search_data(const deploy::TrainedRun& run, const data::LoadedData* data,
-                            const std::string& data_dir, std::int64_t test_images, std::int64_t heldout_images);
+                            const std::string& data_dir, std::int64_t test_images,
+                            std::int64_t heldout_images);
 
 // What an accuracy of this run means (its checkpoint, precision, recalibration and split): caches compare it.
-nlohmann::json run_identity(const deploy::TrainedRun& run, const SearchData& d, const std::string& data_source);
+nlohmann::json run_identity(const deploy::TrainedRun& run, const SearchData& d,
+                            const std::string& data_source);
 
 // Accuracy of a subnet from the supernet on a fixed image set, after recalibrating BN on the run's own
 // training batches.

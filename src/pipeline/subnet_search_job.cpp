@@ -151,8 +151,9 @@ struct Deployed {
 Deployed deploy_subnet(deploy::TrainedRun& run, const SearchData& d, const std::string& subnet,
                        const SubnetSearchJobOptions& o, latency::Statistic statistic, bool with_test) {
   nn::StaticNet net = deploy::network_to_deploy(run, subnet, d.train, d.normalize);
-  const auto calibration = deploy::normalised_images(
-      d.train, index_range(0, std::min<std::int64_t>(256, d.train.count)), d.normalize, net->spec().resolution);
+  const auto calibration =
+      deploy::normalised_images(d.train, index_range(0, std::min<std::int64_t>(256, d.train.count)),
+                                d.normalize, net->spec().resolution);
   const deploy::DeployedModel m = deploy::lower_network(*net, calibration);
   runtime::OnednnPlan plan(m.program, m.weights, runtime::Precision::kInt8, o.threads, &m.quant);
   Deployed r;

@@ -32,16 +32,16 @@ torch::Tensor global_range(const torch::Tensor& x) {
 }
 
 // Below 4 bits min-max initialisation leaves most of a bell-shaped tensor in the zero bin (2-bit weights: all
-// of |w| < max/2), the next layer's batch norm then divides by a tiny variance, and the scale's first gradient
-// is large enough to flip its sign (measured: 5.7 -> -289 in one SGD step of a trained network, NaN next).
-// There the scale starts where LSQ (Esser et al. 2020) starts it, 2 <|x - lo|> / sqrt(Qp), never wider than
-// min-max; 4 and 8 bits keep min-max, which the reports were measured with.
+// of |w| < max/2), the next layer's batch norm then divides by a tiny variance, and the scale's first
+// gradient is large enough to flip its sign (measured: 5.7 -> -289 in one SGD step of a trained network, NaN
+// next). There the scale starts where LSQ (Esser et al. 2020) starts it, 2 <|x - lo|> / sqrt(Qp), never wider
+// than min-max; 4 and 8 bits keep min-max, which the reports were measured with.
 constexpr int kLsqInitBelowBits = 4;
 
 // <|v|> over the batches of all ranks.
 double global_mean_abs(const torch::Tensor& v) {
-  torch::Tensor stats = torch::stack({v.detach().abs().sum(), torch::full({}, static_cast<double>(v.numel()),
-                                                                            v.options())});
+  torch::Tensor stats =
+      torch::stack({v.detach().abs().sum(), torch::full({}, static_cast<double>(v.numel()), v.options())});
   if (active_collectives) active_collectives->sum({stats});
   return stats[0].item<double>() / std::max(stats[1].item<double>(), 1.0);
 }
@@ -120,7 +120,8 @@ torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
     const torch::Tensor range = global_range(x);
     const double lo = range[0].item<double>(), hi = range[1].item<double>();
     double s = std::max(hi - lo, 1e-8) / qmax();
-    if (bits_ < kLsqInitBelowBits) s = std::min(s, std::max(2 * global_mean_abs(x - lo) / std::sqrt(qmax()), 1e-8));
+    if (bits_ < kLsqInitBelowBits)
+      s = std::min(s, std::max(2 * global_mean_abs(x - lo) / std::sqrt(qmax()), 1e-8));
     scale.fill_(s);
     offset.fill_(lo);
     initialized_.fill_(true);
@@ -203,7 +204,8 @@ torch::Tensor LsqWeightImpl::forward(const torch::Tensor& w) {
   if (!initialized()) {
     // Max |w| maps to Qp: nothing inside the weights' range is clipped.
     torch::NoGradGuard no_grad;
-    torch::Tensor m = per_channel_ ? w.detach().abs().flatten(1).amax(1) : w.detach().abs().max().reshape({1});
+    torch::Tensor m =
+        per_channel_ ? w.detach().abs().flatten(1).amax(1) : w.detach().abs().max().reshape({1});
     m = m / qmax();
     if (bits_ < kLsqInitBelowBits) {
       const torch::Tensor mean_abs =

@@ -72,7 +72,8 @@ BitAssignment qfa_random(const ArchSpec& spec, const std::vector<int>& choices, 
 }
 
 QfaSpace::QfaSpace(const space::SearchSpace& space, std::vector<int> choices)
-    : space_(space), choices_(check_elastic_bits(std::move(choices), "QFA bit choices")),
+    : space_(space),
+      choices_(check_elastic_bits(std::move(choices), "QFA bit choices")),
       keys_(bit_gene_keys(space)) {}
 
 int QfaSpace::gene_index(const std::string& key) const {
@@ -114,8 +115,9 @@ BitAssignment QfaSpace::assignment(const QfaGenome& g) const {
   BitAssignment a;
   a.subnet = spec.subnet;
   for (const QuantLayer& q : space::quant_layers(spec)) {
-    a.layers.push_back(fixed_at_8_bits(q) ? LayerBits{8, 8}
-                                          : g.genes.at(static_cast<size_t>(gene_index(bit_gene_key(spec, q)))));
+    a.layers.push_back(fixed_at_8_bits(q)
+                           ? LayerBits{8, 8}
+                           : g.genes.at(static_cast<size_t>(gene_index(bit_gene_key(spec, q)))));
   }
   return a;
 }

@@ -117,8 +117,10 @@ class Nsga2 {
       const auto distance = crowding_distance(points, front);
       std::vector<size_t> order(front.size());
       std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return distance[a] > distance[b]; });
-      for (size_t i = 0; out.size() < static_cast<size_t>(o_.population); ++i) out.push_back(unique[front[order[i]]]);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return distance[a] > distance[b]; });
+      for (size_t i = 0; out.size() < static_cast<size_t>(o_.population); ++i)
+        out.push_back(unique[front[order[i]]]);
       break;
     }
     return out;
@@ -138,7 +140,8 @@ class Nsga2 {
 }  // namespace
 
 QfaSearchResult nsga2_qfa(const QfaSpace& space, const std::function<double(const QfaGenome&)>& accuracy,
-                          const std::function<double(const QfaGenome&)>& cost, const QfaSearchOptions& options) {
+                          const std::function<double(const QfaGenome&)>& cost,
+                          const QfaSearchOptions& options) {
   if (options.population < 4) fail("QFA search: population must be at least 4, got {}", options.population);
   if (options.generations < 0) fail("QFA search: generations must be >= 0, got {}", options.generations);
   if (options.mutation < 0 || options.mutation > 1 || options.crossover < 0 || options.crossover > 1)

@@ -35,6 +35,7 @@ struct QfaSearchResult {
 
 // Throws qnas::Error for a population under 4, negative generations or probabilities outside [0, 1].
 QfaSearchResult nsga2_qfa(const QfaSpace& space, const std::function<double(const QfaGenome&)>& accuracy,
-                          const std::function<double(const QfaGenome&)>& cost, const QfaSearchOptions& options);
+                          const std::function<double(const QfaGenome&)>& cost,
+                          const QfaSearchOptions& options);
 
 }  // namespace qnas::search

@@ -264,8 +264,8 @@ EpochLog epoch_log_from_json(const json& j) {
   log.images_per_second = j.at("images_per_second");
   log.seconds = j.at("seconds");
   for (const auto& e : j.at("eval")) {
-    log.eval.push_back(
-        {e.at("name"), e.at("subnet"), e.at("bits"), e.at("accuracy"), e.at("mflops"), e.value("bits_code", "")});
+    log.eval.push_back({e.at("name"), e.at("subnet"), e.at("bits"), e.at("accuracy"), e.at("mflops"),
+                        e.value("bits_code", "")});
   }
   return log;
 }
@@ -286,7 +286,8 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::NetworkImpl> model, con
   if (train_.count == 0 || test_.count == 0) fail("training needs non-empty training and test sets");
   if (!config_.elastic_bits.empty()) {
     nn::SupernetImpl* supernet = as_supernet(model_.get());
-    if (!supernet) fail("elastic_bits needs a supernet: a static network trains one bit assignment (--bits-from)");
+    if (!supernet)
+      fail("elastic_bits needs a supernet: a static network trains one bit assignment (--bits-from)");
     // Before the optimizer collects the parameters and a checkpoint is loaded: the bank's scales are both.
     supernet->enable_bit_bank(config_.elastic_bits);
   }
@@ -321,8 +322,8 @@ bool Trainer::elastic_bits_now() const {
   return !config_.elastic_bits.empty() && bits_ != quant::kFloatBits;
 }
 
-void Trainer::activate(nn::SupernetImpl& supernet, const space::Subnet& subnet, const std::string& role, Rng& rng,
-                       std::string* bits_code) {
+void Trainer::activate(nn::SupernetImpl& supernet, const space::Subnet& subnet, const std::string& role,
+                       Rng& rng, std::string* bits_code) {
   if (!elastic_bits_now()) {
     supernet.set_active(subnet);
     return;
@@ -547,7 +548,9 @@ std::vector<SubnetAccuracy> Trainer::evaluate(
     if (supernet) {
       activate(*supernet, subnet, name, bits_rng, &r.bits_code);
       if (elastic_bits_now())
-        r.bits = name == "max" ? config_.elastic_bits.back() : name == "min" ? config_.elastic_bits.front() : 0;
+        r.bits = name == "max"   ? config_.elastic_bits.back()
+                 : name == "min" ? config_.elastic_bits.front()
+                                 : 0;
       r.subnet = subnet.encode();
       r.mflops = static_cast<double>(supernet->active_spec().macs()) / 1e6;
     } else if (auto* net = dynamic_cast<nn::StaticNetImpl*>(model_.get())) {

@@ -14,12 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "core/rng.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "dist/process_group.h"
 #include "nn/network.h"
 #include "quant/collectives.h"
-#include "core/rng.h"
 #include "space/subnet.h"
 #include "train/losses.h"
 
@@ -78,7 +78,7 @@ TrainConfig preset(const std::string& name);
 struct SubnetAccuracy {
   std::string name;    // max, min, random1..
   std::string subnet;  // encoding ("" for a static network)
-  int bits = 32;  // 0: per-layer bits (bits_code)
+  int bits = 32;       // 0: per-layer bits (bits_code)
   double accuracy = 0;
   double mflops = 0;
   std::string bits_code;  // elastic bits: weight and input digits per layer (search::QfaSpace::key)

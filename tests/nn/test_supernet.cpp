@@ -232,7 +232,9 @@ TEST(SupernetBits, LoadingAnExtractedSubnetIsTheInverseOfExtraction) {
     fresh->eval();
     EXPECT_LT(max_rel_diff(fresh->forward(images), trained->forward(images)), 1e-6) << subnet.encode();
   }
-  StaticNet foreign(space::build_arch_spec(space::SearchSpace::parse("fmnistw-000000-000000"),
-                                           space::max_subnet(space::SearchSpace::parse("fmnistw-000000-000000"))));
-  EXPECT_CONTAINS(qnas::testing::error_message([&] { trained->load_subnet_weights(*foreign); }), "is not a subnet of supernet");
+  StaticNet foreign(
+      space::build_arch_spec(space::SearchSpace::parse("fmnistw-000000-000000"),
+                             space::max_subnet(space::SearchSpace::parse("fmnistw-000000-000000"))));
+  EXPECT_CONTAINS(qnas::testing::error_message([&] { trained->load_subnet_weights(*foreign); }),
+                  "is not a subnet of supernet");
 }

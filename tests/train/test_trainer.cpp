@@ -164,7 +164,6 @@ TEST(TrainConfig, UnknownKeysAndWrongTypesAreNamed) {
   EXPECT_EQ(train::TrainConfig::from_json(c.to_json()).to_json(), c.to_json());
 }
 
-
 // QFA: the QAT epochs train bit-width as an elastic dimension (max at the largest bits, min at the smallest,
 // random subnets at random per-layer bits), every bit-width on its own scales, and a killed run resumes to
 // the same weights, bank included.
@@ -206,15 +205,18 @@ TEST(Trainer, ADivergingRunStopsWithAClearError) {
   auto config = tiny_config();
   config.lr = 1e12;
   config.warmup_epochs = 0;
-  const std::string message =
-      qnas::testing::error_message([&] { train::Trainer(config, fresh_supernet(), train_set, test_set, dir.path).run(); });
+  const std::string message = qnas::testing::error_message(
+      [&] { train::Trainer(config, fresh_supernet(), train_set, test_set, dir.path).run(); });
   EXPECT_CONTAINS(message, "training diverged at epoch 1");
   EXPECT_CONTAINS(message, "grad_clip");
 }
 
 TEST(TrainConfig, ElasticBitsAreChecked) {
-  auto config_with = [](nlohmann::json j) { return qnas::testing::error_message([&] { train::TrainConfig::from_json(j); }); };
-  EXPECT_CONTAINS(config_with({{"qat_epochs", 1}, {"elastic_bits", {2, 5}}}), "5 bits cannot be an elastic choice");
+  auto config_with = [](nlohmann::json j) {
+    return qnas::testing::error_message([&] { train::TrainConfig::from_json(j); });
+  };
+  EXPECT_CONTAINS(config_with({{"qat_epochs", 1}, {"elastic_bits", {2, 5}}}),
+                  "5 bits cannot be an elastic choice");
   EXPECT_CONTAINS(config_with({{"qat_epochs", 0}, {"elastic_bits", {2, 4}}}), "set qat_epochs to 1 or more");
   EXPECT_CONTAINS(config_with({{"qat_epochs", 1}, {"qat_bits", 3}, {"elastic_bits", {2, 4}}}),
                   "qat_bits 3 is not among elastic_bits");
@@ -224,8 +226,9 @@ TEST(TrainConfig, ElasticBitsAreChecked) {
   auto config = tiny_config();
   config.elastic_bits = {2, 4};
   const auto train_set = synthetic(32, 1);
-  EXPECT_CONTAINS(qnas::testing::error_message([&] { train::Trainer(config, net, train_set, train_set, "/tmp/unused"); }),
-                  "elastic_bits needs a supernet");
+  EXPECT_CONTAINS(
+      qnas::testing::error_message([&] { train::Trainer(config, net, train_set, train_set, "/tmp/unused"); }),
+      "elastic_bits needs a supernet");
 }
 
 }  // namespace
