@@ -593,7 +593,12 @@ int Trainer::load_checkpoint() {
     fail("checkpoint {} is for '{}' but this run trains '{}': choose another --run-dir", path.string(),
          meta.at("model").get<std::string>(), model_identity());
   }
-  const json saved = meta.at("config"), now = config_.to_json();
+  // A key the checkpoint does not have was added since it was written: it trained with that key's default.
+  const json defaults = TrainConfig().to_json(), now = config_.to_json();
+  json saved = meta.at("config");
+  for (const auto& [key, value] : defaults.items()) {
+    if (saved.is_object() && !saved.contains(key)) saved[key] = value;
+  }
   for (const auto& [key, value] : now.items()) {
     if (!saved.contains(key) || saved[key] != value) {
       fail(
