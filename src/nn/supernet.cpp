@@ -136,7 +136,6 @@ void SupernetImpl::set_active(const space::Subnet& subnet, const space::BitAssig
 
 void SupernetImpl::enable_bit_bank(const std::vector<int>& bits) {
   quant::enable_bit_bank(*this, bits);
-  bank_bits_ = bits;
 }
 
 std::vector<QuantLayerHandles> SupernetImpl::active_quant_handles() {

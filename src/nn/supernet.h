@@ -29,7 +29,6 @@ class SupernetImpl : public NetworkImpl {
   // Gives every quantizer a scale per bit-width (quant::ScaleBankEntry): call before loading a checkpoint
   // trained with elastic bits, and before creating the optimizer.
   void enable_bit_bank(const std::vector<int>& bits);
-  const std::vector<int>& bank_bits() const { return bank_bits_; }
   // The quantised layers of the active subnet (space::quant_layers order): the elastic weights they slice and
   // their quantizers.
   std::vector<QuantLayerHandles> active_quant_handles();
@@ -60,7 +59,6 @@ class SupernetImpl : public NetworkImpl {
   std::vector<std::vector<ElasticBlock>> stages_;  // [stage][block index]
   space::Subnet active_;
   space::ArchSpec active_spec_;
-  std::vector<int> bank_bits_;
 };
 TORCH_MODULE(Supernet);
 

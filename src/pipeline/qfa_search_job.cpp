@@ -26,11 +26,6 @@ namespace fs = std::filesystem;
 
 constexpr std::uint64_t kPredictorSampleStream = 0x7f4a7c159e3779b9ull;
 
-class Interrupted : public std::runtime_error {
- public:
-  Interrupted() : std::runtime_error("QFA search interrupted") {}
-};
-
 // The cost the search minimises, exactly, from the ArchSpec: INT8-equivalent MMACs or the model in KiB.
 struct Cost {
   bool size = false;
@@ -109,11 +104,8 @@ class Job {
   double heldout_accuracy(const QfaGenome& g) {
     const std::string key = space_->key(g);
     if (auto a = cache_->find(key)) return *a;
-    if (o_.interrupt_after_evaluations >= 0 && new_evaluations_ >= o_.interrupt_after_evaluations)
-      throw Interrupted();
     const double a = (*heldout_)(g.subnet, space_->assignment(g));
     cache_->put(key, a);
-    ++new_evaluations_;
     return a;
   }
 
@@ -284,7 +276,6 @@ class Job {
   search::PredictorQuality quality_;
   search::QfaSearchResult result_;
   std::vector<Measured> front_, uniform_;
-  std::int64_t new_evaluations_ = 0;
   json results_;
   std::string report_;
 };

@@ -29,10 +29,9 @@ struct QfaSearchJobOptions {
   std::string objective = "bitops";        // or "size"
   search::QfaSearchOptions search;
   int predictor_train = 200, predictor_test = 50;
-  std::int64_t heldout_images = 2000;             // of the held-out split; 0: all of it
-  std::int64_t test_images = 0;                   // of the test set; 0: all
-  int front_test = 8;                             // front networks measured on the test set
-  std::int64_t interrupt_after_evaluations = -1;  // test hook: throw after this many new evaluations
+  std::int64_t heldout_images = 2000;  // of the held-out split; 0: all of it
+  std::int64_t test_images = 0;        // of the test set; 0: all
+  int front_test = 8;                  // front networks measured on the test set
 };
 
 struct QfaSearchJobResult {
