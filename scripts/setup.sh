@@ -4,6 +4,7 @@
 #   scripts/setup.sh              install + configure + build (Release) into ./build
 #   QNAS_BUILD_DIR=dir            build somewhere else
 #   QNAS_SANITIZE=1               build with AddressSanitizer + UBSan (for the sanitizer CI job)
+#   QNAS_CMAKE_ARGS="-D..."       more CMake settings
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +61,9 @@ fi
 build_dir=${QNAS_BUILD_DIR:-build}
 cmake_args=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release)
 [[ ${QNAS_SANITIZE:-0} == 1 ]] && cmake_args+=(-DQNAS_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+# Extra CMake settings, word-split (e.g. the sanitizer job's "-DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON").
+read -r -a extra_cmake_args <<<"${QNAS_CMAKE_ARGS:-}"
+cmake_args+=("${extra_cmake_args[@]}")
 cmake "${cmake_args[@]}" >/dev/null
 cmake --build "$build_dir" -j"$(nproc)"
 echo "setup: built $build_dir/qnas"

@@ -118,6 +118,7 @@ void run_build_lut(const BuildLutArgs& a) {
   options.measure.warmup = a.warmup;
   train::BlockLutBuilder builder(kd, lut, lut_path, options);
   const fs::path out_dir = a.out_dir.empty() ? run_dir / "lut" : fs::path(a.out_dir);
+  require_writable_directory(out_dir, "--out");
   const auto summary = builder.build(kd.blocks(a.blocks), out_dir);
   std::string fixed;
   for (const auto& [r, ms] : summary.fixed_latency_ms)

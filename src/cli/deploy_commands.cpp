@@ -9,6 +9,7 @@
 #include <map>
 
 #include <fmt/format.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -94,6 +95,17 @@ void run_eval(const EvalArgs& a) {
   const std::vector<std::string> engines = parse_engines(a.engine);
   if (a.run_dir.empty()) fail("--run-dir is required");
   deploy::TrainedRun run = deploy::load_run(a.run_dir);
+  // A finished run on a read-only disk is still evaluated: the results are printed, not saved, and it says
+  // so.
+  std::string not_saved_because;
+  try {
+    require_writable_directory(a.run_dir, "--run-dir");
+  } catch (const Error& e) {
+    not_saved_because = e.what();
+  }
+  const fs::path ort_work = not_saved_because.empty()
+                                ? fs::path(a.run_dir) / "deploy"
+                                : fs::temp_directory_path() / fmt::format("qnas-deploy-{}", ::getpid());
   const EvalData d = load_eval_data(run, a);
   nn::StaticNet net = deploy::network_to_deploy(run, a.subnet, d.train, d.normalize, a.bits_from);
   const deploy::DeployedModel m = lower_for_engines(*net, d.train, d.normalize, a);
@@ -113,9 +125,9 @@ void run_eval(const EvalArgs& a) {
       results.push_back(fakequant);
       continue;
     }
-    deploy::EngineResult r = e == "onednn" ? deploy::run_onednn(m, images, a.threads, a.runs)
-                                           : deploy::run_ort(m, images, a.harness, a.threads, a.runs,
-                                                             fs::path(a.run_dir) / "deploy");
+    deploy::EngineResult r = e == "onednn"
+                                 ? deploy::run_onednn(m, images, a.threads, a.runs)
+                                 : deploy::run_ort(m, images, a.harness, a.threads, a.runs, ort_work);
     deploy::score(r, labels, &fakequant);
     results.push_back(std::move(r));
   }
@@ -159,11 +171,18 @@ void run_eval(const EvalArgs& a) {
   if (!a.subnet.empty()) stem += fmt::format("-subnet-{:08x}", stable_hash(a.subnet) & 0xffffffffu);
   if (!a.bits_from.empty())
     stem += fmt::format("-bits-{:08x}", stable_hash(fs::absolute(a.bits_from).string()) & 0xffffffffu);
-  write_json_atomic(fs::path(a.run_dir) / (stem + ".json"), out);
+  if (not_saved_because.empty()) write_json_atomic(fs::path(a.run_dir) / (stem + ".json"), out);
   if (a.json_output) {
     std::printf("%s\n", out.dump(2).c_str());
-  } else {
+  } else if (not_saved_because.empty()) {
     std::printf("%s\nwritten: %s\n", table.c_str(), (fs::path(a.run_dir) / (stem + ".json")).c_str());
+  } else {
+    std::printf("%s\n", table.c_str());
+  }
+  if (!not_saved_because.empty()) {
+    std::error_code ignored;
+    fs::remove_all(ort_work, ignored);
+    std::fprintf(stderr, "qnas: results not saved: %s\n", not_saved_because.c_str());
   }
 }
 

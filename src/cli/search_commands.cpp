@@ -172,6 +172,7 @@ void run_search(const SpaceSearchArgs& args, const BlockLutSet& luts, const QtOp
   options.evaluations = args.evaluations;
   options.seed = args.seed;
   options.checkpoint = out / "checkpoint.json";
+  require_writable_directory(out, "--out");
   const auto start = std::chrono::steady_clock::now();
   const EvolutionResult result = evolve_spaces(luts, qt, options);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

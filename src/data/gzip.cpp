@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/memory.h"
 
 namespace qnas::data {
 namespace fs = std::filesystem;
@@ -16,6 +17,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::size_t kReadChunk = std::size_t{1} << 16;
+constexpr const char* kMemoryFix = "free memory, or read a smaller data set";
 constexpr int kGzipOnlyWindowBits = 16 + MAX_WBITS;  // 16+: accept the gzip wrapper only, never raw data
 
 // Owns the z_stream so every exit path, including a thrown qnas::Error, releases zlib's state.
@@ -44,17 +46,23 @@ std::ifstream open_for_reading(const fs::path& path) {
   return in;
 }
 
-// The gzip trailer stores the unpacked size modulo 2^32; it is only a hint (a truncated or multi-member file
-// lies), so it is capped to keep a corrupt trailer from reserving absurd amounts of memory.
-std::size_t initial_output_size(const fs::path& path, std::uintmax_t compressed_size) {
-  constexpr std::size_t kMinimum = std::size_t{1} << 16;
-  if (compressed_size < 4) return kMinimum;
+// The gzip trailer stores the unpacked size modulo 2^32. It is only a hint (a truncated or multi-member file
+// lies), so it counts only when deflate could reach it: at most 1032 output bytes per input byte.
+std::size_t plausible_unpacked_size(const fs::path& path, std::uintmax_t compressed_size) {
+  constexpr std::uintmax_t kDeflateMaxRatio = 1032;
+  if (compressed_size < 4) return 0;
   std::ifstream in(path, std::ios::binary);
   in.seekg(-4, std::ios::end);
   unsigned char trailer[4] = {};
-  if (!in.read(reinterpret_cast<char*>(trailer), 4)) return kMinimum;
+  if (!in.read(reinterpret_cast<char*>(trailer), 4)) return 0;
   const std::size_t hinted =
       trailer[0] | (trailer[1] << 8) | (trailer[2] << 16) | (static_cast<std::size_t>(trailer[3]) << 24);
+  return hinted <= kDeflateMaxRatio * compressed_size ? hinted : 0;
+}
+
+// Capped to keep a corrupt trailer from reserving absurd amounts of memory; the buffer grows when needed.
+std::size_t initial_output_size(std::size_t hinted, std::uintmax_t compressed_size) {
+  constexpr std::size_t kMinimum = std::size_t{1} << 16;
   const std::size_t cap = 64 * static_cast<std::size_t>(compressed_size) + kMinimum;
   return std::clamp<std::size_t>(hinted + 1, kMinimum, cap);  // +1: room to see the end without growing
 }
@@ -80,7 +88,9 @@ std::vector<std::uint8_t> read_gzip_file(const fs::path& path) {
   Inflater inflater(path);
   z_stream& stream = inflater.stream();
   std::vector<char> input(kReadChunk);
-  std::vector<std::uint8_t> output(initial_output_size(path, compressed_size));
+  const std::size_t hinted = plausible_unpacked_size(path, compressed_size);
+  require_memory(hinted, fmt::format("unpacking {}", path.string()), kMemoryFix);
+  std::vector<std::uint8_t> output(initial_output_size(hinted, compressed_size));
   std::size_t produced = 0;
   std::uintmax_t consumed = 0;
   bool inside_member = true;  // false between gzip members and after the last one
@@ -99,7 +109,10 @@ std::vector<std::uint8_t> read_gzip_file(const fs::path& path) {
       inflateReset(&stream);
       inside_member = true;
     }
-    if (produced == output.size()) output.resize(output.size() * 2);
+    if (produced == output.size()) {
+      require_memory(2 * output.size(), fmt::format("unpacking {}", path.string()), kMemoryFix);
+      output.resize(output.size() * 2);
+    }
     stream.next_out = output.data() + produced;
     stream.avail_out = static_cast<uInt>(std::min<std::size_t>(output.size() - produced, UINT32_MAX));
     const uInt available_before = stream.avail_in;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/memory.h"
 
 #ifdef QNAS_HAVE_OPENCV
 #include <opencv2/core.hpp>
@@ -131,6 +132,10 @@ ImageDataset load_image_folder(const fs::path& root, const ImageFolderOptions& o
   dataset.width = options.width;
   dataset.source = root.string();
   for (const ClassFolder& folder : classes) dataset.count += static_cast<std::int64_t>(folder.images.size());
+  require_memory(static_cast<std::uint64_t>(dataset.count * dataset.image_bytes()),
+                 fmt::format("{} images of {}x{}x{} from {}", dataset.count, dataset.channels, dataset.height,
+                             dataset.width, root.string()),
+                 "use a smaller image size or fewer images, or free memory");
   dataset.pixels.resize(static_cast<std::size_t>(dataset.count * dataset.image_bytes()));
   dataset.labels.reserve(static_cast<std::size_t>(dataset.count));
   for (std::size_t class_id = 0; class_id < classes.size(); ++class_id) {

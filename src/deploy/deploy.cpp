@@ -167,13 +167,13 @@ TrainedRun load_run(const fs::path& dir) {
         dir.string(), dir.string());
   }
   torch::serialize::InputArchive archive;
-  const json meta =
+  const train::CheckpointMeta meta =
       train::open_checkpoint(path, archive, "checkpoint", "run the `qnas train` command again to rewrite it");
   TrainedRun run;
   run.dir = dir;
-  run.identity = meta.at("model").get<std::string>();
-  run.config = train::TrainConfig::from_json(meta.at("config"));
-  const int done = meta.at("epochs_done").get<int>(), total = run.config.epochs + run.config.qat_epochs;
+  run.identity = meta.model;
+  run.config = train::TrainConfig::from_json(meta.config);
+  const int done = meta.epochs_done, total = run.config.epochs + run.config.qat_epochs;
   if (done < total) {
     fail("run {} has finished {} of {} epochs: run the same `qnas train` command again to finish it",
          dir.string(), done, total);
@@ -203,11 +203,11 @@ TrainedRun load_run(const fs::path& dir) {
     fail("checkpoint {} does not fit its own network ({})", path.string(), first_line(e.what()));
   }
   quant::set_bits(model, run.bits);
-  if (meta.contains("bit_assignment")) {
+  if (!meta.bit_assignment.is_null()) {
     if (run.is_supernet())
       fail("checkpoint {} is a supernet with per-layer bits, which qnas cannot load", path.string());
-    run.assignment = space::BitAssignment::from_json(meta.at("bit_assignment"), run.net->spec(),
-                                                     path.string() + " (meta)");
+    run.assignment =
+        space::BitAssignment::from_json(meta.bit_assignment, run.net->spec(), path.string() + " (meta)");
     nn::apply_bits(*run.net, *run.assignment, nn::Scales::kAsTrained);
   }
   model.eval();

@@ -49,6 +49,9 @@ const LutEntry* LatencyLut::find(const space::BlockSpec& block) const {
 
 std::size_t fill_and_save(LatencyLut& lut, const std::vector<space::BlockSpec>& blocks,
                           const MeasureOptions& options, const std::string& path) {
+  const std::filesystem::path file(path);
+  require_writable_directory(file.has_parent_path() ? file.parent_path() : std::filesystem::path("."),
+                             "the LUT's path (--out)");
   std::unique_ptr<ProgressLine> progress;
   const std::size_t measured = lut.fill(blocks, options, [&](std::size_t done, std::size_t total) {
     if (!progress)

@@ -326,7 +326,7 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
   if (o.run_dir.empty()) fail("--run-dir is required: a finished `qnas train` run");
   deploy::TrainedRun run = deploy::load_run(o.run_dir);
   const fs::path out = o.out_dir.empty() ? o.run_dir / ("mixed-precision-" + o.method) : o.out_dir;
-  fs::create_directories(out);
+  require_writable_directory(out, "--out");
   const data::ImageDataset train = data::load_fashion_mnist(o.data_dir, "train");
   const data::ImageDataset test = data::load_fashion_mnist(o.data_dir, "test");
   const data::Normalize normalize = data::Normalize::fashion_mnist();

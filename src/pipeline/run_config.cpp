@@ -4,8 +4,7 @@
 
 #include "core/error.h"
 #include "search/subnet_search.h"
-#include "train/block_kd.h"
-#include "train/trainer.h"
+#include "train/train_config.h"
 
 namespace qnas::pipeline {
 

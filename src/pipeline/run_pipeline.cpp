@@ -154,7 +154,7 @@ json run_latency(Context& c) {
   const json& L = c.config["latency"];
   const auto& hs = *c.hyperspace;
   const runtime::ProfileKey key = c.lut_key();
-  fs::create_directories(cache_dir_for(c.options));
+  create_directories_or_fail(cache_dir_for(c.options));
   const fs::path lut_path =
       cache_dir_for(c.options) /
       fmt::format("latency-lut-{}-{:012x}.json", hs.name, stable_hash(key.describe()) & 0xffffffffffffull);
@@ -534,8 +534,7 @@ json finish_one(Context& c, const fs::path& supernet_dir, const json& best, cons
   onnx.precision = runtime::Precision::kInt8;
   onnx.metadata = deploy::export_metadata(m, c.data.train, c.normalize, "int8");
   const fs::path model = dir / "model-int8.onnx";
-  exporter::write_onnx((dir / "model-int8.onnx.tmp").string(), m.program, m.weights, &m.quant, onnx);
-  fs::rename(dir / "model-int8.onnx.tmp", model);
+  exporter::write_onnx(model.string(), m.program, m.weights, &m.quant, onnx);  // atomic itself
   json out = {
       {"limit_ms", best.at("limit_ms")},
       {"subnet", subnet},
@@ -770,7 +769,7 @@ json run_pipeline(const RunOptions& options_in) {
   torch::set_num_threads(c.options.threads > 0
                              ? c.options.threads
                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  fs::create_directories(c.dir);
+  require_writable_directory(c.dir, "--run-dir");
   write_json_atomic(c.dir / "config.json",
                     {{"preset", c.options.preset}, {"data", c.options.data}, {"config", c.config}});
 

@@ -200,7 +200,7 @@ SubnetSearchJobResult run_subnet_search_job(SubnetSearchJobOptions o) {
   }
   const space::SearchSpace& space = *run.space;
   if (o.out_dir.empty()) o.out_dir = o.run_dir / "subnet-search";
-  fs::create_directories(o.out_dir);
+  require_writable_directory(o.out_dir, "--out");
   const SearchData d = load_search_data(run, o.data, o.data_dir, o.test_images, o.heldout_images);
   json seconds;
 

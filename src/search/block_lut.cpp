@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/strings.h"
 #include "space/arch_spec.h"
 
@@ -57,6 +58,21 @@ LutRow BlockLutSet::parse_row(const std::string& line, const std::string& where)
   return row;
 }
 
+namespace {
+// A row's two numbers take less memory than its text, so the files' total size bounds what loading them
+// needs.
+std::uint64_t lut_text_bytes(const fs::path& dir, const std::regex& name_pattern) {
+  std::uint64_t total = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (!std::regex_match(entry.path().filename().string(), name_pattern)) continue;
+    std::error_code error;
+    const std::uintmax_t size = entry.file_size(error);
+    if (!error) total += size;
+  }
+  return total;
+}
+}  // namespace
+
 BlockLutSet BlockLutSet::load(const fs::path& dir, const space::Hyperspace& hyperspace) {
   if (!fs::is_directory(dir)) fail("block LUT directory not found: {} (pass --lut DIR)", dir.string());
   BlockLutSet set;
@@ -69,6 +85,8 @@ BlockLutSet BlockLutSet::load(const fs::path& dir, const space::Hyperspace& hype
     for (size_t s = 0; s < sizes.size(); ++s) resolution_of[{static_cast<int>(s), sizes[s]}] = resolution;
   }
   static const std::regex name_pattern(R"(stage(\d{1,3})_(\d{1,3})_(\d{1,3})\.csv)");
+  require_memory(lut_text_bytes(dir, name_pattern), fmt::format("the block LUTs in {}", dir.string()),
+                 "free memory or load fewer LUT files");
   std::set<int> seen_resolutions;
   for (const auto& entry : fs::directory_iterator(dir)) {
     std::smatch match;

@@ -28,24 +28,6 @@ namespace {
 constexpr const char* kRunFormat = "qnas-block-kd-1";
 constexpr std::uint64_t kSubStageStream = 31, kInitStream = 32, kOrderStream = 33;
 
-// Every key of the config, visited once for both directions, so a key cannot be written but not read.
-template <typename Config, typename Visit>
-void visit_fields(Config& c, Visit&& visit) {
-  visit("epochs", c.epochs);
-  visit("qat_epochs", c.qat_epochs);
-  visit("qat_bits", c.qat_bits);
-  visit("batch_size", c.batch_size);
-  visit("lr", c.lr);
-  visit("qat_lr", c.qat_lr);
-  visit("random_subnets", c.random_subnets);
-  visit("train_limit", c.train_limit);
-  visit("heldout", c.heldout);
-  visit("lut_rows", c.lut_rows);
-  visit("stale_seconds", c.stale_seconds);
-  visit("seed", c.seed);
-  visit("device", c.device);
-}
-
 // The settings that change what a block learns: a run directory must keep them (lut_rows and
 // stale_seconds may change between workers and between block-kd and build-lut).
 const char* const kTrainingKeys[] = {"epochs", "qat_epochs",     "qat_bits",    "batch_size", "lr",
@@ -69,73 +51,6 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-json BlockKdConfig::to_json() const {
-  json j = json::object();
-  visit_fields(*this, [&](const char* key, const auto& field) { j[key] = field; });
-  return j;
-}
-
-BlockKdConfig BlockKdConfig::from_json(const json& j) {
-  if (!j.is_object()) fail("a block-KD config must be a JSON object, got {}", j.type_name());
-  BlockKdConfig c;
-  const json known = c.to_json();
-  for (const auto& [key, value] : j.items()) {
-    if (!known.contains(key)) {
-      std::string keys;
-      for (const auto& [k, v] : known.items()) keys += " " + k;
-      fail("unknown block-KD config key '{}': the keys are{}", key, keys);
-    }
-    if (value.type() != known[key].type() && !(value.is_number() && known[key].is_number()))
-      fail("block-KD config key '{}' must be a {}, got {}", key, known[key].type_name(), value.type_name());
-  }
-  visit_fields(c, [&](const char* key, auto& field) {
-    if (j.contains(key)) field = j[key].get<std::decay_t<decltype(field)>>();
-  });
-  c.validate();
-  return c;
-}
-
-void BlockKdConfig::validate() const {
-  if (epochs < 0 || qat_epochs < 0 || epochs + qat_epochs < 1)
-    fail("block KD needs at least one epoch (epochs {}, qat_epochs {})", epochs, qat_epochs);
-  quant::check_bits(qat_bits, "qat_bits");
-  if (batch_size < 2) fail("batch_size must be at least 2 (batch norm), got {}", batch_size);
-  if (lr <= 0 || qat_lr <= 0) fail("learning rates must be positive (lr {}, qat_lr {})", lr, qat_lr);
-  if (random_subnets < 0) fail("random_subnets must be >= 0, got {}", random_subnets);
-  if (train_limit < 0) fail("train_limit must be >= 0, got {}", train_limit);
-  if (heldout < 2) fail("heldout must be at least 2 images, got {}", heldout);
-  if (lut_rows < 1) fail("lut_rows must be at least 1, got {}", lut_rows);
-  if (stale_seconds <= 0) fail("stale_seconds must be positive, got {}", stale_seconds);
-  parse_device(device);
-}
-
-BlockKdConfig block_kd_preset(const std::string& name) {
-  BlockKdConfig c;
-  if (name == "tiny") {
-    // About 10 s per block on one core: all 150 blocks of fmnistw in about 15 minutes with two workers.
-    // Enough to rank block types roughly, not to distil them well (see docs/spaceevo-fmnist.md).
-    c.epochs = 1;
-    c.qat_epochs = 1;
-    c.batch_size = 32;
-    c.lr = 5e-3;
-    c.qat_lr = 5e-4;
-    c.train_limit = 512;
-    c.heldout = 256;
-    c.lut_rows = 40;
-    return c;
-  }
-  if (name == "fmnist") {
-    c.epochs = 4;
-    c.qat_epochs = 1;
-    c.batch_size = 128;
-    c.train_limit = 0;
-    c.heldout = 5000;
-    c.lut_rows = 1000;
-    return c;
-  }
-  fail("unknown block-KD preset '{}': use tiny (CPU, minutes) or fmnist (the full schedule)", name);
-}
-
 torch::Tensor nsr_loss(const torch::Tensor& student, const torch::Tensor& teacher) {
   if (student.sizes() != teacher.sizes())
     fail("NSR loss: student output {} and teacher output {} differ in shape", fmt::join(student.sizes(), "x"),
@@ -158,8 +73,8 @@ Teacher load_teacher(const fs::path& where) {
         "docs/spaceevo-fmnist.md)",
         path.string());
   torch::serialize::InputArchive archive;
-  const json meta = open_checkpoint(path, archive, "teacher checkpoint", "retrain the teacher");
-  const std::string identity = meta.at("model");
+  const CheckpointMeta meta = open_checkpoint(path, archive, "teacher checkpoint", "retrain the teacher");
+  const std::string identity = meta.model;
   char space[128] = {}, subnet[1024] = {};
   int resolution = 0;
   if (identity.rfind("static ", 0) != 0 ||
@@ -167,16 +82,16 @@ Teacher load_teacher(const fs::path& where) {
     fail("{} holds '{}', not a static network: a teacher is trained with `qnas train --subnet`",
          path.string(), identity);
   }
-  const json config = meta.at("config");
-  const int epochs = config.at("epochs"), qat_epochs = config.at("qat_epochs");
-  const int done = meta.at("epochs_done");
+  const TrainConfig config = TrainConfig::from_json(meta.config);
+  const int epochs = config.epochs, qat_epochs = config.qat_epochs;
+  const int done = meta.epochs_done;
   if (done < epochs + qat_epochs)
     fail("teacher {} has finished {} of {} epochs: run the same `qnas train` command again to finish it",
          path.string(), done, epochs + qat_epochs);
   Teacher t;
   t.identity = identity;
   t.checkpoint = path;
-  t.bits = qat_epochs > 0 ? config.at("qat_bits").get<int>() : quant::kFloatBits;
+  t.bits = qat_epochs > 0 ? config.qat_bits : quant::kFloatBits;
   const auto sp = space::SearchSpace::parse(space);
   t.net = nn::StaticNet(space::build_arch_spec(sp, space::Subnet::parse(subnet), resolution));
   try {
@@ -188,8 +103,7 @@ Teacher load_teacher(const fs::path& where) {
   }
   quant::set_bits(*t.net, t.bits);
   t.net->eval();
-  const auto& logs = meta.at("logs");
-  if (!logs.empty() && !logs.back().at("eval").empty()) t.accuracy = logs.back().at("eval")[0].at("accuracy");
+  if (!meta.logs.empty() && !meta.logs.back().eval.empty()) t.accuracy = meta.logs.back().eval[0].accuracy;
   return t;
 }
 
@@ -233,7 +147,7 @@ BlockKd::BlockKd(BlockKdConfig config, Teacher teacher, const data::ImageDataset
                          {"resolution", resolution_},     {"config", config_.to_json()}};
   const fs::path config_path = run_dir_ / "config.json";
   if (!fs::exists(config_path)) {
-    fs::create_directories(run_dir_);
+    require_writable_directory(run_dir_, "--run-dir");
     write_json_atomic(config_path, identity);
     return;
   }
@@ -385,13 +299,9 @@ BlockKdResult BlockKd::train_block(const space::StageSpace& block, const std::fu
   }
   progress.finish();
   result.seconds = seconds_since(start);
-  fs::create_directories(block_dir());
   torch::serialize::OutputArchive archive;
   student->save(archive);
-  const fs::path weights = block_dir() / (block.name() + ".pt");
-  const fs::path tmp = weights.string() + ".tmp";
-  archive.save_to(tmp.string());
-  fs::rename(tmp, weights);
+  save_archive(archive, block_dir() / (block.name() + ".pt"));
   // The log last: its existence marks the block done.
   write_json_atomic(block_dir() / (block.name() + ".json"), to_json(result));
   return result;

@@ -20,31 +20,9 @@
 #include "nn/elastic_stage.h"
 #include "nn/static_net.h"
 #include "space/stage_space.h"
+#include "train/train_config.h"
 
 namespace qnas::train {
-
-struct BlockKdConfig {
-  int epochs = 1;      // FP32 epochs
-  int qat_epochs = 1;  // LSQ+ epochs after them
-  int qat_bits = 8;
-  std::int64_t batch_size = 64;
-  double lr = 2e-3;  // Adam, cosine to zero within each phase
-  double qat_lr = 2e-4;
-  int random_subnets = 2;        // with max and min: the 4-way sandwich
-  std::int64_t train_limit = 0;  // the first N training images (0 = all but the held-out ones)
-  std::int64_t heldout = 1000;   // the last N training images: never trained on, the LUT's NSR data
-  int lut_rows = 1000;           // sampled sub-stages per LUT file
-  double stale_seconds = 600;    // a lock untouched this long belongs to a dead worker
-  std::uint64_t seed = 0;
-  std::string device = "cpu";
-
-  static BlockKdConfig from_json(const nlohmann::json& j);  // names unknown keys and wrong types
-  nlohmann::json to_json() const;
-  void validate() const;
-};
-
-// "tiny": every block of fmnistw in minutes on a 2-core CPU. "fmnist": the full schedule.
-BlockKdConfig block_kd_preset(const std::string& name);
 
 // NSR loss: mean over batch and channels of mean_hw((t - s)^2) / var_hw(t). A channel that a ReLU switched
 // off has no variance, so each variance is floored at 1e-3 of the sample's mean channel variance.

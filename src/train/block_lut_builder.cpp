@@ -142,7 +142,7 @@ LutBuildSummary BlockLutBuilder::build(const std::vector<space::StageSpace>& blo
   all.blocks = std::move(needed);
   summary.blocks_measured = fill_latency(latency::distinct_blocks({all}));
 
-  fs::create_directories(out_dir);
+  create_directories_or_fail(out_dir);
   double fixed = 0;
   for (const auto& spec : fixed_specs) fixed += latency_ms(spec.blocks);
   summary.fixed_latency_ms[kd_.resolution()] =

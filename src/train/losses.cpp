@@ -87,23 +87,4 @@ torch::Tensor adaptive_alpha_distillation(const torch::Tensor& student_logits,
   return (pick_min * s_min + (1.0 - pick_min) * s_max).mean();
 }
 
-Distillation parse_distillation(const std::string& name) {
-  if (name == "kl") return Distillation::kKl;
-  if (name == "alpha") return Distillation::kAlpha;
-  if (name == "none") return Distillation::kNone;
-  fail("unknown distillation '{}': use kl, alpha or none", name);
-}
-
-const char* to_string(Distillation distillation) {
-  switch (distillation) {
-    case Distillation::kKl:
-      return "kl";
-    case Distillation::kAlpha:
-      return "alpha";
-    case Distillation::kNone:
-      return "none";
-  }
-  return "none";
-}
-
 }  // namespace qnas::train

@@ -6,6 +6,8 @@
 //     alpha_min < 0 and alpha_max > 0, with the importance ratio clipped to bound the gradient variance.
 #include <torch/torch.h>
 
+#include "train/train_config.h"
+
 namespace qnas::train {
 
 // Mean over the batch of -sum_c q_c log softmax(logits)_c, q = (1 - eps) one_hot + eps / C.
@@ -15,12 +17,6 @@ torch::Tensor label_smoothing_cross_entropy(const torch::Tensor& logits, const t
 // Mean over the batch of sum_c p_c (log p_c - log q_c), p = softmax(teacher), q = softmax(student).
 // The teacher is detached.
 torch::Tensor kl_distillation(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits);
-
-struct AlphaDivergenceOptions {
-  double alpha_min = -1.0;
-  double alpha_max = 1.0;
-  double ratio_clip = 5.0;  // clip of (p/q)^alpha
-};
 
 // D_alpha(p || q) = sum_c q_c f(p_c / q_c), f(t) = (t^alpha - 1) / (alpha (alpha - 1)), with the KL limits
 // at alpha = 0 (-log t) and alpha = 1 (t log t). Per sample, not reduced.
@@ -34,10 +30,5 @@ torch::Tensor adaptive_alpha_distillation(const torch::Tensor& student_logits,
                                           const torch::Tensor& teacher_logits,
                                           const AlphaDivergenceOptions& options,
                                           double* divergence = nullptr);
-
-// Which in-place distillation the sandwich rule uses: "kl", "alpha" or "none" (labels only).
-enum class Distillation { kKl, kAlpha, kNone };
-Distillation parse_distillation(const std::string& name);
-const char* to_string(Distillation distillation);
 
 }  // namespace qnas::train

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -65,140 +66,26 @@ nn::SupernetImpl* as_supernet(nn::NetworkImpl* model) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------
-// Configuration
+// Checkpoints
 
-namespace {
-
-// Every key of the config, visited once for both directions, so a key cannot be written but not read.
-template <typename Config, typename Visit>
-void visit_fields(Config& c, Visit&& visit) {
-  visit("epochs", c.epochs);
-  visit("qat_epochs", c.qat_epochs);
-  visit("qat_bits", c.qat_bits);
-  visit("batch_size", c.batch_size);
-  visit("lr", c.lr);
-  visit("qat_lr", c.qat_lr);
-  visit("final_lr_fraction", c.final_lr_fraction);
-  visit("warmup_epochs", c.warmup_epochs);
-  visit("momentum", c.momentum);
-  visit("weight_decay", c.weight_decay);
-  visit("label_smoothing", c.label_smoothing);
-  visit("random_subnets", c.random_subnets);
-  visit("distillation", c.distillation);
-  visit("alpha_min", c.alpha.alpha_min);
-  visit("alpha_max", c.alpha.alpha_max);
-  visit("ratio_clip", c.alpha.ratio_clip);
-  visit("augment", c.augment);
-  visit("train_limit", c.train_limit);
-  visit("test_limit", c.test_limit);
-  visit("bn_batches", c.bn_batches);
-  visit("eval_random_subnets", c.eval_random_subnets);
-  visit("seed", c.seed);
-  visit("device", c.device);
-  visit("elastic_bits", c.elastic_bits);
-  visit("grad_clip", c.grad_clip);
+void save_archive(torch::serialize::OutputArchive& archive, const fs::path& path) {
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomic(path, bytes.str());
 }
 
-}  // namespace
-
-json TrainConfig::to_json() const {
-  json j = json::object();
-  visit_fields(*this, [&](const char* key, const auto& field) { j[key] = field; });
-  return j;
-}
-
-TrainConfig TrainConfig::from_json(const json& j) {
-  if (!j.is_object()) fail("a training config must be a JSON object, got {}", j.type_name());
-  TrainConfig c;
-  const json known = c.to_json();
-  for (const auto& [key, value] : j.items()) {
-    if (!known.contains(key)) {
-      std::string keys;
-      for (const auto& [k, v] : known.items()) keys += " " + k;
-      fail("unknown training config key '{}': the keys are{}", key, keys);
-    }
-    if (value.type() != known[key].type() && !(value.is_number() && known[key].is_number())) {
-      fail("training config key '{}' must be a {}, got {}", key, known[key].type_name(), value.type_name());
-    }
-  }
-  visit_fields(c, [&](const char* key, auto& field) {
-    if (j.contains(key)) field = j[key].get<std::decay_t<decltype(field)>>();
-  });
-  c.validate();
-  return c;
-}
-
-void TrainConfig::validate() const {
-  if (epochs < 0 || qat_epochs < 0 || epochs + qat_epochs < 1)
-    fail("training needs at least one epoch (epochs {}, qat_epochs {})", epochs, qat_epochs);
-  quant::check_bits(qat_bits, "qat_bits");
-  if (batch_size < 2) fail("batch_size must be at least 2 (batch norm), got {}", batch_size);
-  if (lr <= 0 || qat_lr <= 0) fail("learning rates must be positive (lr {}, qat_lr {})", lr, qat_lr);
-  if (label_smoothing < 0 || label_smoothing >= 1)
-    fail("label_smoothing must be in [0, 1), got {}", label_smoothing);
-  if (random_subnets < 0) fail("random_subnets must be >= 0, got {}", random_subnets);
-  if (bn_batches < 1) fail("bn_batches must be >= 1, got {}", bn_batches);
-  if (!(grad_clip >= 0)) fail("grad_clip must be >= 0 (0: off), got {}", grad_clip);
-  parse_distillation(distillation);
-  if (!elastic_bits.empty()) {
-    search::check_elastic_bits(elastic_bits, "elastic_bits");
-    if (qat_epochs < 1) fail("elastic_bits trains bit-widths in the QAT epochs: set qat_epochs to 1 or more");
-    if (qat_bits != 8 && std::find(elastic_bits.begin(), elastic_bits.end(), qat_bits) == elastic_bits.end())
-      fail("qat_bits {} is not among elastic_bits: use 8 or one of them", qat_bits);
-  }
-}
-
-TrainConfig preset(const std::string& name) {
-  TrainConfig c;
-  if (name == "tiny") {
-    // A couple of minutes on 2 cores: enough to see every part work, not to reach a useful accuracy.
-    c.epochs = 2;
-    c.qat_epochs = 1;
-    c.batch_size = 64;
-    c.lr = 0.05;
-    c.qat_lr = 0.005;
-    c.warmup_epochs = 0.5;
-    c.random_subnets = 1;
-    c.train_limit = 2048;
-    c.test_limit = 1000;
-    c.bn_batches = 4;
-    return c;
-  }
-  if (name == "fmnist") {
-    c.epochs = 30;
-    c.qat_epochs = 3;
-    c.batch_size = 128;
-    c.lr = 0.1;
-    c.qat_lr = 0.004;
-    c.warmup_epochs = 1;
-    c.random_subnets = 2;
-    return c;
-  }
-  fail("unknown preset '{}': use tiny (CPU, minutes) or fmnist (the full schedule)", name);
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Logs
-
-json open_checkpoint(const fs::path& path, torch::serialize::InputArchive& archive, const std::string& what,
-                     const std::string& fix, const torch::Device& device) {
-  json meta;
+CheckpointMeta open_checkpoint(const fs::path& path, torch::serialize::InputArchive& archive,
+                               const std::string& what, const std::string& fix, const torch::Device& device) {
+  std::string text;
   try {
     archive.load_from(path.string(), device);
-    c10::IValue text;
-    archive.read("meta", text);
-    meta = json::parse(text.toStringRef());
+    c10::IValue meta;
+    archive.read("meta", meta);
+    text = meta.toStringRef();
   } catch (const std::exception& e) {
     fail("{} {} is unreadable ({}): {}", what, path.string(), first_line(e.what()), fix);
   }
-  const std::string format = meta.value("format", "none");
-  if (format != kCheckpointFormat) {
-    fail(
-        "{} {} has format '{}', this qnas reads {}: retrain it with this version (or choose another "
-        "--run-dir)",
-        what, path.string(), format, kCheckpointFormat);
-  }
-  return meta;
+  return parse_checkpoint_meta(text, what, path.string(), fix);
 }
 
 double recalibrated_accuracy(nn::NetworkImpl& model, data::BatchLoader& calibration, int bn_batches,
@@ -230,44 +117,6 @@ data::LoaderOptions bn_calibration_options(const TrainConfig& config) {
   options.batch_size = config.batch_size;
   options.seed = data::derive_seed(config.seed, kCalibrationStream, 0);
   return options;
-}
-
-json to_json(const EpochLog& log) {
-  json eval = json::array();
-  for (const auto& e : log.eval) {
-    eval.push_back({{"name", e.name},
-                    {"subnet", e.subnet},
-                    {"bits", e.bits},
-                    {"accuracy", e.accuracy},
-                    {"mflops", e.mflops}});
-    if (!e.bits_code.empty()) eval.back()["bits_code"] = e.bits_code;
-  }
-  return {{"epoch", log.epoch},
-          {"bits", log.bits},
-          {"lr_start", log.lr_start},
-          {"loss", log.loss},
-          {"distill", log.distill},
-          {"train_accuracy", log.train_accuracy},
-          {"images_per_second", log.images_per_second},
-          {"seconds", log.seconds},
-          {"eval", eval}};
-}
-
-EpochLog epoch_log_from_json(const json& j) {
-  EpochLog log;
-  log.epoch = j.at("epoch");
-  log.bits = j.at("bits");
-  log.lr_start = j.at("lr_start");
-  log.loss = j.at("loss");
-  log.distill = j.at("distill");
-  log.train_accuracy = j.at("train_accuracy");
-  log.images_per_second = j.at("images_per_second");
-  log.seconds = j.at("seconds");
-  for (const auto& e : j.at("eval")) {
-    log.eval.push_back({e.at("name"), e.at("subnet"), e.at("bits"), e.at("accuracy"), e.at("mflops"),
-                        e.value("bits_code", "")});
-  }
-  return log;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -578,33 +427,26 @@ void Trainer::save_checkpoint(int epochs_done) {
                {"logs", logs}};
   if (!bit_assignment_.is_null()) meta["bit_assignment"] = bit_assignment_;
   archive.write("meta", c10::IValue(meta.dump()));
-  fs::create_directories(run_dir_);
-  const fs::path tmp = checkpoint_path().string() + ".tmp";
-  archive.save_to(tmp.string());
-  fs::rename(tmp, checkpoint_path());
+  save_archive(archive, checkpoint_path());
 }
 
 int Trainer::load_checkpoint() {
   const fs::path path = checkpoint_path();
   if (!fs::exists(path)) return 0;
   torch::serialize::InputArchive archive;
-  const json meta = open_checkpoint(path, archive, "checkpoint", "delete it to start this run over", device_);
-  if (meta.at("model") != model_identity()) {
+  const CheckpointMeta meta =
+      open_checkpoint(path, archive, "checkpoint", "delete it to start this run over", device_);
+  if (meta.model != model_identity()) {
     fail("checkpoint {} is for '{}' but this run trains '{}': choose another --run-dir", path.string(),
-         meta.at("model").get<std::string>(), model_identity());
+         meta.model, model_identity());
   }
-  // A key the checkpoint does not have was added since it was written: it trained with that key's default.
-  const json defaults = TrainConfig().to_json(), now = config_.to_json();
-  json saved = meta.at("config");
-  for (const auto& [key, value] : defaults.items()) {
-    if (saved.is_object() && !saved.contains(key)) saved[key] = value;
-  }
+  const json now = config_.to_json();
   for (const auto& [key, value] : now.items()) {
-    if (!saved.contains(key) || saved[key] != value) {
+    if (meta.config.at(key) != value) {
       fail(
           "checkpoint {} was made with {} = {}, this run has {}: an exact resume needs the same settings "
           "(or choose another --run-dir)",
-          path.string(), key, saved.value(key, json()).dump(), value.dump());
+          path.string(), key, meta.config.at(key).dump(), value.dump());
     }
   }
   try {
@@ -617,9 +459,8 @@ int Trainer::load_checkpoint() {
     fail("checkpoint {} does not fit this model ({}): delete it to start over", path.string(),
          first_line(e.what()));
   }
-  logs_.clear();
-  for (const auto& l : meta.at("logs")) logs_.push_back(epoch_log_from_json(l));
-  return meta.at("epochs_done").get<int>();
+  logs_ = meta.logs;
+  return meta.epochs_done;
 }
 
 void Trainer::write_logs() const {
@@ -630,7 +471,7 @@ void Trainer::write_logs() const {
 }
 
 std::vector<EpochLog> Trainer::run() {
-  fs::create_directories(run_dir_);
+  require_writable_directory(run_dir_, "--run-dir");
   const int total = config_.epochs + config_.qat_epochs;
   const int done = load_checkpoint();
   if (group_) {

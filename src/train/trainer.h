@@ -22,79 +22,13 @@
 #include "quant/collectives.h"
 #include "space/subnet.h"
 #include "train/losses.h"
+#include "train/train_config.h"
 
 namespace qnas::nn {
 class SupernetImpl;
 }  // namespace qnas::nn
 
 namespace qnas::train {
-
-struct TrainConfig {
-  int epochs = 10;     // FP32 epochs
-  int qat_epochs = 0;  // LSQ+ QAT epochs after them
-  int qat_bits = 8;
-  std::int64_t batch_size = 128;
-  double lr = 0.1;
-  double qat_lr = 0.005;
-  double final_lr_fraction = 0.0;  // of the phase's initial rate
-  double warmup_epochs = 1.0;
-  double momentum = 0.9;
-  double weight_decay = 5e-5;  // on conv and linear weights only
-  double label_smoothing = 0.1;
-  int random_subnets = 2;  // k of the sandwich rule
-  std::string distillation = "alpha";
-  AlphaDivergenceOptions alpha;
-  bool augment = true;           // random crop (pad 2) + horizontal flip
-  std::int64_t train_limit = 0;  // use only the first N training images (0 = all)
-  std::int64_t test_limit = 0;   // evaluate on the first N test images (0 = all)
-  int bn_batches = 20;           // BN recalibration batches before every subnet evaluation
-  int eval_random_subnets = 3;   // besides max and min, at the end of each phase
-  std::uint64_t seed = 0;
-  std::string device = "cpu";  // or "cuda"
-  // QFA: a supernet's QAT epochs train bit-width as an elastic dimension, weights and activations of each
-  // layer apart, from these choices (e.g. 2 3 4); every quantizer keeps a scale per bit-width. The sandwich
-  // takes the largest subnet at the largest bits, the smallest at the smallest, the random ones at random
-  // per-layer bits. Empty: one bit-width (qat_bits) for every layer.
-  std::vector<int> elastic_bits;
-  // Clips the global L2 norm of the gradients to this before each step (0: off). Below 4 bits the
-  // straight-through estimator passes gradient to every element a sparse forward zeroed, batch norm scales it
-  // up layer by layer, and a deep network's first QAT step can diverge (measured at 2 bits: gradients of 1e3
-  // at step 0, NaN at step 2); clipping at 5 keeps it finite.
-  double grad_clip = 0;
-
-  // Throws qnas::Error naming a key the config does not have or a value out of range.
-  static TrainConfig from_json(const nlohmann::json& j);
-  nlohmann::json to_json() const;
-  void validate() const;
-};
-
-// The grad_clip that QAT below 4 bits gets unless told otherwise (`qnas train --elastic-bits`, `qnas
-// mixed-precision`).
-inline constexpr double kLowBitGradClip = 5.0;
-
-// "tiny": minutes on a 2-core CPU, for CI and first contact. "fmnist": the full Fashion-MNIST schedule.
-TrainConfig preset(const std::string& name);
-
-struct SubnetAccuracy {
-  std::string name;    // max, min, random1..
-  std::string subnet;  // encoding ("" for a static network)
-  int bits = 32;       // 0: per-layer bits (bits_code)
-  double accuracy = 0;
-  double mflops = 0;
-  std::string bits_code;  // elastic bits: weight and input digits per layer (search::QfaSpace::key)
-};
-
-struct EpochLog {
-  int epoch = 0;
-  int bits = 32;
-  double lr_start = 0;
-  double loss = 0;     // label loss of the max subnet (or the static network)
-  double distill = 0;  // mean distillation loss of the other subnets
-  double train_accuracy = 0;
-  double images_per_second = 0;  // training images through the max subnet per second of step time
-  double seconds = 0;
-  std::vector<SubnetAccuracy> eval;
-};
 
 class TrainingInterrupted : public std::runtime_error {
  public:
@@ -172,13 +106,15 @@ class Trainer {
   nlohmann::json bit_assignment_;
 };
 
-// The checkpoint format Trainer writes. 2: activation quantizers belong to the tensors' producers
-// (core/quant_contract.h); format 1 quantised at conv inputs and cannot be read.
-inline constexpr const char* kCheckpointFormat = "qnas-checkpoint-2";
+// Writes `archive` to `path` atomically (core/fs.h). LibTorch 1.13 must not write the file itself: when a
+// write fails (a full disk), PyTorchStreamWriter throws from its destructor during unwinding and the process
+// aborts (measured: Trainer.ACheckpointThatCannotBeWrittenKeepsTheLastOneAndTheRunResumes). It writes to
+// memory instead.
+void save_archive(torch::serialize::OutputArchive& archive, const std::filesystem::path& path);
 
-// Opens `path` into `archive` and returns its meta JSON. A file that does not parse is a qnas::Error
-// "<what> <path> is unreadable (<cause>): <fix>"; another format is one naming both formats.
-nlohmann::json open_checkpoint(const std::filesystem::path& path, torch::serialize::InputArchive& archive,
+// Opens `path` into `archive` and returns its checked metadata. A file that does not parse is a qnas::Error
+// "<what> <path> is unreadable (<cause>): <fix>"; another format or damaged metadata is one naming them.
+CheckpointMeta open_checkpoint(const std::filesystem::path& path, torch::serialize::InputArchive& archive,
                                const std::string& what, const std::string& fix,
                                const torch::Device& device = torch::kCPU);
 
@@ -190,8 +126,5 @@ double recalibrated_accuracy(nn::NetworkImpl& model, data::BatchLoader& calibrat
 // The loader options of the BN-recalibration batches Trainer::evaluate draws, so a deployed subnet is
 // recalibrated on exactly the batches its reported accuracy used.
 data::LoaderOptions bn_calibration_options(const TrainConfig& config);
-
-nlohmann::json to_json(const EpochLog& log);
-EpochLog epoch_log_from_json(const nlohmann::json& j);
 
 }  // namespace qnas::train

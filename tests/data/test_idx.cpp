@@ -79,6 +79,16 @@ TEST(IdxReader, ReadsLargeGzipBeyondTheFirstBuffer) {
   EXPECT_EQ(images.pixels, pixels);
 }
 
+// The gzip trailer's size is checked before unpacking, and every doubling of the buffer after it.
+TEST(IdxErrors, AFileTooLargeForMemoryIsRefusedWithTheNumber) {
+  const fs::path dir = fresh_dir("memory");
+  std::vector<std::uint8_t> pixels(3000 * 28 * 28, 7);
+  write_gzip(dir / "images.gz", idx_bytes(kIdxImagesMagic, {3000, 28, 28}, pixels));
+  qnas::testing::ScopedEnvironment limit("QNAS_MEMORY_LIMIT", "1M");
+  const std::string message = error_message([&] { read_idx_images(dir / "images.gz"); });
+  EXPECT_CONTAINS(message, "unpacking " + (dir / "images.gz").string() + " needs 2.24 MiB of memory");
+}
+
 TEST(IdxErrors, TruncatedGzipSaysItEndsEarly) {
   const fs::path dir = fresh_dir("truncated");
   std::vector<std::uint8_t> pixels(50 * 28 * 28);

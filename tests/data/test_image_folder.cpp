@@ -45,6 +45,18 @@ TEST(ImageFolder, DecodesRgbInSortedClassOrder) {
   EXPECT_EQ(dataset.image(2)[16 + 5], 0);
 }
 
+// The pixel buffer is counted before any image is decoded: a size the machine cannot hold is refused up
+// front.
+TEST(ImageFolder, ASizeTooLargeForMemoryIsRefusedBeforeDecoding) {
+  const fs::path root = fresh_dir("memory");
+  write_png(root / "only" / "a.png", 4, 4, 1, 2, 3);
+  write_png(root / "only" / "b.png", 4, 4, 1, 2, 3);
+  qnas::testing::ScopedEnvironment limit("QNAS_MEMORY_LIMIT", "1M");
+  const std::string message = error_message([&] { load_image_folder(root, {512, 512, 3}); });
+  EXPECT_CONTAINS(message, "2 images of 3x512x512 from " + root.string() + " needs 1.50 MiB of memory");
+  EXPECT_CONTAINS(message, "use a smaller image size");
+}
+
 TEST(ImageFolder, ResizesToTheRequestedShape) {
   const fs::path root = fresh_dir("resize");
   write_png(root / "only" / "big.png", 20, 30, 50, 100, 150);

@@ -124,25 +124,6 @@ TEST(NsrLoss, GradientMatchesFiniteDifferences) {
   }
 }
 
-TEST(BlockKdConfig, UnknownKeysAndWrongTypesAreNamed) {
-  EXPECT_CONTAINS(qnas::testing::error_message([] {
-                    train::BlockKdConfig::from_json({{"epoch", 1}});
-                  }),
-                  "unknown block-KD config key 'epoch'");
-  EXPECT_CONTAINS(qnas::testing::error_message([] {
-                    train::BlockKdConfig::from_json({{"lr", "fast"}});
-                  }),
-                  "'lr' must be a number");
-  EXPECT_CONTAINS(qnas::testing::error_message([] {
-                    train::BlockKdConfig::from_json({{"heldout", 1}});
-                  }),
-                  "heldout must be at least 2");
-  const auto c = train::block_kd_preset("tiny");
-  const auto back = train::BlockKdConfig::from_json(c.to_json());
-  EXPECT_EQ(back.to_json(), c.to_json());
-  EXPECT_CONTAINS(qnas::testing::error_message([] { train::block_kd_preset("huge"); }), "use tiny");
-}
-
 TEST_F(BlockKdTest, TeacherLoadsWithItsBitsAndStages) {
   train::Teacher t = train::load_teacher(teacher_dir_->path);
   EXPECT_EQ(t.bits, 8);
