@@ -172,7 +172,7 @@ TrainedRun load_run(const fs::path& dir) {
   TrainedRun run;
   run.dir = dir;
   run.identity = meta.model;
-  run.config = train::TrainConfig::from_json(meta.config);
+  run.config = meta.config;
   const int done = meta.epochs_done, total = run.config.epochs + run.config.qat_epochs;
   if (done < total) {
     fail("run {} has finished {} of {} epochs: run the same `qnas train` command again to finish it",

@@ -82,7 +82,7 @@ Teacher load_teacher(const fs::path& where) {
     fail("{} holds '{}', not a static network: a teacher is trained with `qnas train --subnet`",
          path.string(), identity);
   }
-  const TrainConfig config = TrainConfig::from_json(meta.config);
+  const TrainConfig& config = meta.config;
   const int epochs = config.epochs, qat_epochs = config.qat_epochs;
   const int done = meta.epochs_done;
   if (done < epochs + qat_epochs)

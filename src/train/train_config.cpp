@@ -337,14 +337,14 @@ CheckpointMeta read_meta_fields(const json& meta) {
   m.epochs_done = int_at(meta, "epochs_done");
   if (m.epochs_done < 0) fail("epochs_done is {}", m.epochs_done);
   m.model = string_at(meta, "model");
-  m.config = meta.at("config");
-  if (!m.config.is_object()) fail("'config' is not a JSON object");
+  json config = meta.at("config");
+  if (!config.is_object()) fail("'config' is not a JSON object");
   // A key the checkpoint does not have was added since it was written: it trained with that key's default.
   const json defaults = TrainConfig().to_json();
   for (const auto& [key, value] : defaults.items()) {
-    if (!m.config.contains(key)) m.config[key] = value;
+    if (!config.contains(key)) config[key] = value;
   }
-  (void)TrainConfig::from_json(m.config);
+  m.config = TrainConfig::from_json(config);
   const json& logs = meta.at("logs");
   if (!logs.is_array()) fail("'logs' is not a list");
   for (const auto& l : logs) m.logs.push_back(epoch_log_from_json(l));

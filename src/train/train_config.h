@@ -125,8 +125,8 @@ inline constexpr const char* kCheckpointFormat = "qnas-checkpoint-2";
 // What a checkpoint's "meta" entry holds besides the tensors, checked field by field.
 struct CheckpointMeta {
   int epochs_done = 0;
-  std::string model;      // the identity of the trained network
-  nlohmann::json config;  // TrainConfig JSON, keys added since it was written filled with their defaults
+  std::string model;   // the identity of the trained network
+  TrainConfig config;  // keys added since it was written at their defaults
   std::vector<EpochLog> logs;
   nlohmann::json bit_assignment;  // null unless a mixed-precision network
 };

@@ -440,13 +440,13 @@ int Trainer::load_checkpoint() {
     fail("checkpoint {} is for '{}' but this run trains '{}': choose another --run-dir", path.string(),
          meta.model, model_identity());
   }
-  const json now = config_.to_json();
+  const json saved = meta.config.to_json(), now = config_.to_json();
   for (const auto& [key, value] : now.items()) {
-    if (meta.config.at(key) != value) {
+    if (saved.at(key) != value) {
       fail(
           "checkpoint {} was made with {} = {}, this run has {}: an exact resume needs the same settings "
           "(or choose another --run-dir)",
-          path.string(), key, meta.config.at(key).dump(), value.dump());
+          path.string(), key, saved.at(key).dump(), value.dump());
     }
   }
   try {

@@ -117,7 +117,8 @@ TEST(CheckpointMeta, RoundTripsItsFieldsAndFillsNewConfigKeys) {
   const auto m = train::parse_checkpoint_meta(meta.dump(), "checkpoint", "/run/checkpoint.pt", "delete it");
   EXPECT_EQ(m.epochs_done, 2);
   EXPECT_EQ(m.model, "supernet fmnistw-000000-000000");
-  EXPECT_EQ(m.config.at("grad_clip"), 0);
+  EXPECT_EQ(m.config.grad_clip, 0);
+  EXPECT_EQ(m.config.to_json(), train::TrainConfig::from_json(sample_meta(2).at("config")).to_json());
   ASSERT_EQ(m.logs.size(), 2u);
   EXPECT_EQ(train::to_json(m.logs[1]), train::to_json(sample_log(1)));
   EXPECT_EQ(m.logs[1].eval[1].bits_code, "8844");
