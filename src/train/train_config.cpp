@@ -61,6 +61,7 @@ void visit_train_fields(Config& c, Visit&& visit) {
   visit("ratio_clip", c.alpha.ratio_clip);
   visit("augment", c.augment);
   visit("train_limit", c.train_limit);
+  visit("qat_train_limit", c.qat_train_limit);
   visit("test_limit", c.test_limit);
   visit("bn_batches", c.bn_batches);
   visit("eval_random_subnets", c.eval_random_subnets);
@@ -167,6 +168,9 @@ void TrainConfig::validate() const {
     fail("label_smoothing must be in [0, 1), got {}", label_smoothing);
   if (random_subnets < 0) fail("random_subnets must be >= 0, got {}", random_subnets);
   if (bn_batches < 1) fail("bn_batches must be >= 1, got {}", bn_batches);
+  if (train_limit < 0 || qat_train_limit < 0)
+    fail("train_limit and qat_train_limit must be >= 0 (0: all), got {} and {}", train_limit,
+         qat_train_limit);
   if (!(grad_clip >= 0)) fail("grad_clip must be >= 0 (0: off), got {}", grad_clip);
   check_device_name(device);
   parse_distillation(distillation);

@@ -42,9 +42,12 @@ struct TrainConfig {
   AlphaDivergenceOptions alpha;
   bool augment = true;           // random crop (pad 2) + horizontal flip
   std::int64_t train_limit = 0;  // use only the first N training images (0 = all)
-  std::int64_t test_limit = 0;   // evaluate on the first N test images (0 = all)
-  int bn_batches = 20;           // BN recalibration batches before every subnet evaluation
-  int eval_random_subnets = 3;   // besides max and min, at the end of each phase
+  // QAT epochs use only the first N of train_limit's images (0 = all of them): INT8 QAT adapts trained FP32
+  // weights and costs 2-3x an FP32 step, so a short budget's images go further in the FP32 phase.
+  std::int64_t qat_train_limit = 0;
+  std::int64_t test_limit = 0;  // evaluate on the first N test images (0 = all)
+  int bn_batches = 20;          // BN recalibration batches before every subnet evaluation
+  int eval_random_subnets = 3;  // besides max and min, at the end of each phase
   std::uint64_t seed = 0;
   std::string device = "cpu";  // or "cuda"
   // QFA: a supernet's QAT epochs train bit-width as an elastic dimension, weights and activations of each

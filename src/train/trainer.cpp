@@ -141,9 +141,8 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::NetworkImpl> model, con
     supernet->enable_bit_bank(config_.elastic_bits);
   }
   model_->to(device_);
-  const std::int64_t images =
-      config_.train_limit > 0 ? std::min(config_.train_limit, train_.count) : train_.count;
-  batches_per_epoch_ = std::max<std::int64_t>(1, images / config_.batch_size);
+  batches_per_epoch_ = std::max<std::int64_t>(1, phase_images(false) / config_.batch_size);
+  qat_batches_per_epoch_ = std::max<std::int64_t>(1, phase_images(true) / config_.batch_size);
   // Weight decay on conv and linear weights only: not on BN, biases or quantizer scales.
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model_->named_parameters()) {
@@ -189,15 +188,23 @@ void Trainer::activate(nn::SupernetImpl& supernet, const space::Subnet& subnet, 
   }
 }
 
+// QAT reads a prefix of the FP32 phase's images, never more: images outside train_limit may be held out.
+std::int64_t Trainer::phase_images(bool qat) const {
+  std::int64_t images = config_.train_limit > 0 ? std::min(config_.train_limit, train_.count) : train_.count;
+  if (qat && config_.qat_train_limit > 0) images = std::min(images, config_.qat_train_limit);
+  return images;
+}
+
 double Trainer::lr_at(int epoch, std::int64_t step_in_epoch) const {
-  const std::int64_t batches = batches_per_epoch_;
   CosineSchedule s;
   if (epoch < config_.epochs) {
+    const std::int64_t batches = batches_per_epoch_;
     s = {config_.lr, config_.lr * config_.final_lr_fraction,
          static_cast<std::int64_t>(config_.warmup_epochs * static_cast<double>(batches)),
          config_.epochs * batches};
     return s.at(epoch * batches + step_in_epoch);
   }
+  const std::int64_t batches = qat_batches_per_epoch_;
   s = {config_.qat_lr, config_.qat_lr * config_.final_lr_fraction, 0, config_.qat_epochs * batches};
   return s.at((epoch - config_.epochs) * batches + step_in_epoch);
 }
@@ -321,7 +328,7 @@ EpochLog Trainer::train_epoch(int epoch) {
   options.drop_last = true;  // every step sees a full batch: BN statistics and the schedule stay regular
   options.augment = config_.augment;
   options.seed = config_.seed;
-  data::BatchLoader loader(train_, first_n(train_.count, config_.train_limit), options);
+  data::BatchLoader loader(train_, first_n(train_.count, phase_images(epoch >= config_.epochs)), options);
   loader.reset(epoch);
   const std::int64_t batches = loader.num_batches();
   const int total_epochs = config_.epochs + config_.qat_epochs;

@@ -30,6 +30,17 @@ TEST(TrainConfig, UnknownKeysAndWrongTypesAreNamed) {
   EXPECT_EQ(train::TrainConfig::from_json(c.to_json()).to_json(), c.to_json());
 }
 
+TEST(TrainConfig, QatTrainLimitRoundTripsAndMustNotBeNegative) {
+  const auto c = train::TrainConfig::from_json({{"train_limit", 55000}, {"qat_train_limit", 10000}});
+  EXPECT_EQ(c.qat_train_limit, 10000);
+  EXPECT_EQ(train::TrainConfig::from_json(c.to_json()).qat_train_limit, 10000);
+  EXPECT_EQ(train::TrainConfig::from_json(json::object()).qat_train_limit, 0);  // old configs: every image
+  EXPECT_CONTAINS(qnas::testing::error_message([] {
+                    train::TrainConfig::from_json({{"qat_train_limit", -1}});
+                  }),
+                  "qat_train_limit");
+}
+
 TEST(BlockKdConfig, UnknownKeysAndWrongTypesAreNamed) {
   EXPECT_CONTAINS(qnas::testing::error_message([] {
                     train::BlockKdConfig::from_json({{"epoch", 1}});
