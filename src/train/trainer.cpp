@@ -141,8 +141,6 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::NetworkImpl> model, con
     supernet->enable_bit_bank(config_.elastic_bits);
   }
   model_->to(device_);
-  batches_per_epoch_ = std::max<std::int64_t>(1, phase_images(false) / config_.batch_size);
-  qat_batches_per_epoch_ = std::max<std::int64_t>(1, phase_images(true) / config_.batch_size);
   // Weight decay on conv and linear weights only: not on BN, biases or quantizer scales.
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model_->named_parameters()) {
@@ -195,16 +193,20 @@ std::int64_t Trainer::phase_images(bool qat) const {
   return images;
 }
 
+std::int64_t Trainer::batches_per_epoch(bool qat) const {
+  return std::max<std::int64_t>(1, phase_images(qat) / config_.batch_size);
+}
+
 double Trainer::lr_at(int epoch, std::int64_t step_in_epoch) const {
   CosineSchedule s;
   if (epoch < config_.epochs) {
-    const std::int64_t batches = batches_per_epoch_;
+    const std::int64_t batches = batches_per_epoch(false);
     s = {config_.lr, config_.lr * config_.final_lr_fraction,
          static_cast<std::int64_t>(config_.warmup_epochs * static_cast<double>(batches)),
          config_.epochs * batches};
     return s.at(epoch * batches + step_in_epoch);
   }
-  const std::int64_t batches = qat_batches_per_epoch_;
+  const std::int64_t batches = batches_per_epoch(true);
   s = {config_.qat_lr, config_.qat_lr * config_.final_lr_fraction, 0, config_.qat_epochs * batches};
   return s.at((epoch - config_.epochs) * batches + step_in_epoch);
 }

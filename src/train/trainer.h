@@ -77,6 +77,7 @@ class Trainer {
   void set_bits(int bits);
   double lr_at(int epoch, std::int64_t step_in_epoch) const;
   std::int64_t phase_images(bool qat) const;  // the training images an FP32 or a QAT epoch reads
+  std::int64_t batches_per_epoch(bool qat) const;
   int bits_of(int epoch) const { return epoch < config_.epochs ? 32 : config_.qat_bits; }
   void save_checkpoint(int epochs_done);
   int load_checkpoint();  // epochs done, 0 when there is no checkpoint
@@ -96,9 +97,7 @@ class Trainer {
   std::unique_ptr<torch::optim::SGD> optimizer_;
   Distillation distillation_;
   std::vector<EpochLog> logs_;
-  std::int64_t batches_per_epoch_ = 1;      // FP32 epochs
-  std::int64_t qat_batches_per_epoch_ = 1;  // QAT epochs (qat_train_limit)
-  int bits_ = 32;                           // what the quantizers are set to now
+  int bits_ = 32;  // what the quantizers are set to now
   std::int64_t steps_this_process_ = 0;
   dist::ProcessGroup* group_ = nullptr;
   quant::Collectives collectives_;
