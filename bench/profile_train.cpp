@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/memory.h"
 #include "core/rng.h"
 #include "nn/supernet.h"
 #include "quant/quantizers.h"
@@ -71,6 +72,7 @@ std::map<std::string, OpTime> aggregate(const prof::thread_event_lists& lists, b
 }  // namespace
 
 int main(int argc, char** argv) {
+  qnas::keep_freed_memory_for_reuse();
   const std::string mode = argc > 1 ? argv[1] : "sandwich";
   const std::string space = argc > 2 ? argv[2] : "fmnistw-151122-000000";
   const int steps = argc > 3 ? std::stoi(argv[3]) : 2;

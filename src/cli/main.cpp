@@ -9,8 +9,10 @@
 #include "cli/deploy.h"
 #endif
 #include "core/error.h"
+#include "core/memory.h"
 
 int main(int argc, char** argv) {
+  qnas::keep_freed_memory_for_reuse();
   CLI::App app{"qnas: quantization-aware, hardware-aware neural architecture search (SpaceEvo, QFA, HAWQ)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "qnas 0.1.0");

@@ -7,6 +7,9 @@
 #include <utility>
 
 #include <fmt/format.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "core/error.h"
 
@@ -119,6 +122,17 @@ void require_memory(std::uint64_t bytes, std::string_view what, std::string_view
        limit != nullptr ? fmt::format("may be used ({}={})", kMemoryLimitVariable, limit)
                         : std::string("are available on this machine"),
        fix);
+}
+
+void keep_freed_memory_for_reuse() {
+#ifdef __GLIBC__
+  // The largest threshold glibc accepts (32 MiB on 64-bit); setting it also stops glibc lowering it again.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  // Give memory back to the kernel only when 1 GiB sits unused at the top of the heap, and grow it in
+  // 256 MiB steps, so a training step's buffers are reused rather than faulted in again.
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 256 << 20);
+#endif
 }
 
 }  // namespace qnas

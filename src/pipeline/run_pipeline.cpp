@@ -380,23 +380,26 @@ std::string evolved_space(const Context& c) {
   return c.state.result("space-search").at("chosen").at("space").get<std::string>();
 }
 
-// The baseline trains on as many images as the evolved supernet ("schedule"), or on as many as give it the
-// same training FLOPs ("flops": the sandwich's cost follows its max subnet), so a heavy hand-made space
-// cannot take the budget of the whole run.
-std::int64_t baseline_train_images(const Context& c) {
-  const train::TrainConfig evolved = c.train_config(c.config["supernet"]);
-  if (c.config["baseline"]["budget"] == "schedule") return evolved.train_limit;
+// The baseline's supernet section: as many images as the evolved supernet ("schedule"), or as many as give it
+// the same training FLOPs ("flops": the sandwich's cost follows its max subnet), so a heavy hand-made space
+// cannot take the budget of the whole run. Both phases scale, the FP32 epochs and the (shorter) QAT epochs.
+json baseline_supernet_section(const Context& c) {
+  json section = c.config["supernet"];
+  const train::TrainConfig evolved = c.train_config(section);
+  section["train_limit"] = evolved.train_limit;
+  if (c.config["baseline"]["budget"] == "schedule") return section;
   const double ratio = max_subnet_mflops(evolved_space(c)) / max_subnet_mflops(baseline_space(c));
-  const auto images =
-      static_cast<std::int64_t>(std::llround(static_cast<double>(evolved.train_limit) * ratio));
-  return std::clamp<std::int64_t>(images, evolved.batch_size, c.train_images);
+  auto scaled = [&](std::int64_t images) {
+    const auto n = static_cast<std::int64_t>(std::llround(static_cast<double>(images) * ratio));
+    return std::clamp<std::int64_t>(n, evolved.batch_size, c.train_images);
+  };
+  section["train_limit"] = scaled(evolved.train_limit);
+  if (evolved.qat_train_limit > 0) section["qat_train_limit"] = scaled(evolved.qat_train_limit);
+  return section;
 }
 
-json run_supernet(Context& c, const std::string& space_text, const fs::path& dir,
-                  std::int64_t train_images = 0) {
+json run_supernet(Context& c, const std::string& space_text, const fs::path& dir, const json& section) {
   const auto space = space::SearchSpace::parse(space_text);
-  json section = c.config["supernet"];
-  if (train_images > 0) section["train_limit"] = train_images;
   const train::TrainConfig config = c.train_config(section);
   torch::manual_seed(config.seed);
   auto model = std::make_shared<nn::SupernetImpl>(space);
@@ -410,6 +413,8 @@ json run_supernet(Context& c, const std::string& space_text, const fs::path& dir
   for (const auto& e : logs.back().eval) last[e.name] = e.accuracy;
   return {{"space", space.encode()},
           {"train_images", config.train_limit},
+          {"qat_train_images", config.qat_train_limit > 0 ? std::min(config.qat_train_limit, config.train_limit)
+                                                          : config.train_limit},
           {"max_subnet_mflops", max_subnet_mflops(space_text)},
           {"final_test_accuracy", last},
           {"bits", logs.back().bits}};
@@ -644,7 +649,7 @@ std::vector<Stage> stages() {
       {"supernet",
        {"space-search", "data"},
        section("supernet"),
-       [](Context& c) { return run_supernet(c, evolved_space(c), c.stage_dir("supernet")); }},
+       [](Context& c) { return run_supernet(c, evolved_space(c), c.stage_dir("supernet"), c.config["supernet"]); }},
       {"subnet-search",
        {"supernet", "latency"},
        section("subnet_search"),
@@ -664,7 +669,7 @@ std::vector<Stage> stages() {
        },
        [](Context& c) {
          return run_supernet(c, baseline_space(c), c.stage_dir("baseline") / "supernet",
-                             baseline_train_images(c));
+                             baseline_supernet_section(c));
        }},
       {"baseline-subnet-search",
        {"baseline-supernet", "latency"},

@@ -315,13 +315,16 @@ json write_run_report(const fs::path& dir, const RunState& state, const json& co
       teacher.at("bits").get<int>() == 32 ? "FP32" : fmt::format("INT{}", teacher.at("bits").get<int>()));
   const json& sn = state.result("supernet");
   const json& bsn = state.result("baseline-supernet");
+  auto images = [](const json& supernet) {
+    const auto fp32 = supernet.at("train_images").get<std::int64_t>();
+    const auto qat = supernet.value("qat_train_images", fp32);
+    return qat == fp32 ? fmt::format("{} images", fp32) : fmt::format("{} images (QAT on {})", fp32, qat);
+  };
   md += fmt::format(
-      "Supernets: evolved {} ({:.1f} MFLOPs max subnet) trained on {} images, baseline {} ({:.1f} MFLOPs) on "
-      "{} "
-      "({} budget).\n",
-      sn.at("space").get<std::string>(), sn.at("max_subnet_mflops").get<double>(),
-      sn.at("train_images").get<std::int64_t>(), bsn.at("space").get<std::string>(),
-      bsn.at("max_subnet_mflops").get<double>(), bsn.at("train_images").get<std::int64_t>(),
+      "Supernets: evolved {} ({:.1f} MFLOPs max subnet) trained on {}, baseline {} ({:.1f} MFLOPs) on {} ({} "
+      "budget).\n",
+      sn.at("space").get<std::string>(), sn.at("max_subnet_mflops").get<double>(), images(sn),
+      bsn.at("space").get<std::string>(), bsn.at("max_subnet_mflops").get<double>(), images(bsn),
       config.at("baseline").at("budget").get<std::string>());
 
   // HTML: the same content, the SVG inline, tables rendered by a minimal markdown-table converter.

@@ -1,6 +1,10 @@
 #include "core/memory.h"
 
+#include <cstdlib>
 #include <filesystem>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <gtest/gtest.h>
 
@@ -63,3 +67,19 @@ TEST(Memory, AFileTooLargeIsRefusedBeforeReading) {
   EXPECT_CONTAINS(error_message([&] { qnas::read_json_file(path); }),
                   "parsing " + path.string() + " needs 1.91 MiB");
 }
+
+#ifdef __GLIBC__
+// A 16 MiB block, the size of a training step's activation, comes from the heap and stays there when freed,
+// instead of an mmap the kernel faults in and zeroes on every step.
+TEST(Memory, FreedLargeBlocksStayInTheProcessForReuse) {
+  qnas::keep_freed_memory_for_reuse();
+  const auto mapped_before = mallinfo2().hblkhd;
+  void* block = std::malloc(std::size_t{16} << 20);
+  ASSERT_NE(block, nullptr);
+  static_cast<volatile char*>(block)[0] = 1;
+  EXPECT_EQ(mallinfo2().hblkhd, mapped_before) << "a 16 MiB block was served by mmap";
+  std::free(block);
+  const auto heap_after_free = mallinfo2().arena;
+  EXPECT_GE(heap_after_free, std::size_t{16} << 20) << "the freed block was handed back to the kernel";
+}
+#endif

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -87,6 +88,17 @@ TEST(RunPipeline, KilledTwiceItResumesToTheSameResultsWithoutRedoingFinishedStag
   // The reference also fills the latency cache, so both runs time nothing the other did not.
   ASSERT_EQ(wait_exit(start(command(reference), scratch("reference.log"))), 0)
       << read_text(scratch("reference.log"));
+  {
+    // The tiny preset's "flops" budget: the baseline's shorter QAT epoch shrinks with its FP32 epochs.
+    const json stages = qnas::read_json_file(reference / "pipeline.json").at("stages");
+    const json& evolved = stages.at("supernet").at("result");
+    const json& baseline = stages.at("baseline-supernet").at("result");
+    const double ratio =
+        baseline.at("train_images").get<double>() / evolved.at("train_images").get<double>();
+    ASSERT_LT(evolved.at("qat_train_images").get<double>(), evolved.at("train_images").get<double>());
+    EXPECT_NEAR(baseline.at("qat_train_images").get<double>(),
+                std::max(32.0, evolved.at("qat_train_images").get<double>() * ratio), 1.0);
+  }
 
   // Each start is killed at a seeded random moment 0-3 s after one more stage has finished, so every kill
   // lands inside a stage and every start gets further than the one before.
