@@ -411,13 +411,14 @@ json run_supernet(Context& c, const std::string& space_text, const fs::path& dir
                     {{"space", space.encode()}, {"config", config.to_json()}, {"epochs", epochs}});
   json last = json::object();
   for (const auto& e : logs.back().eval) last[e.name] = e.accuracy;
-  return {{"space", space.encode()},
-          {"train_images", config.train_limit},
-          {"qat_train_images", config.qat_train_limit > 0 ? std::min(config.qat_train_limit, config.train_limit)
-                                                          : config.train_limit},
-          {"max_subnet_mflops", max_subnet_mflops(space_text)},
-          {"final_test_accuracy", last},
-          {"bits", logs.back().bits}};
+  return {
+      {"space", space.encode()},
+      {"train_images", config.train_limit},
+      {"qat_train_images", config.qat_train_limit > 0 ? std::min(config.qat_train_limit, config.train_limit)
+                                                      : config.train_limit},
+      {"max_subnet_mflops", max_subnet_mflops(space_text)},
+      {"final_test_accuracy", last},
+      {"bits", logs.back().bits}};
 }
 
 // The predicted INT8 latency of a space's smallest subnet: limits below it have no subnet to search.
@@ -649,7 +650,9 @@ std::vector<Stage> stages() {
       {"supernet",
        {"space-search", "data"},
        section("supernet"),
-       [](Context& c) { return run_supernet(c, evolved_space(c), c.stage_dir("supernet"), c.config["supernet"]); }},
+       [](Context& c) {
+         return run_supernet(c, evolved_space(c), c.stage_dir("supernet"), c.config["supernet"]);
+       }},
       {"subnet-search",
        {"supernet", "latency"},
        section("subnet_search"),

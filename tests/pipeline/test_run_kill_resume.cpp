@@ -93,8 +93,7 @@ TEST(RunPipeline, KilledTwiceItResumesToTheSameResultsWithoutRedoingFinishedStag
     const json stages = qnas::read_json_file(reference / "pipeline.json").at("stages");
     const json& evolved = stages.at("supernet").at("result");
     const json& baseline = stages.at("baseline-supernet").at("result");
-    const double ratio =
-        baseline.at("train_images").get<double>() / evolved.at("train_images").get<double>();
+    const double ratio = baseline.at("train_images").get<double>() / evolved.at("train_images").get<double>();
     ASSERT_LT(evolved.at("qat_train_images").get<double>(), evolved.at("train_images").get<double>());
     EXPECT_NEAR(baseline.at("qat_train_images").get<double>(),
                 std::max(32.0, evolved.at("qat_train_images").get<double>() * ratio), 1.0);
