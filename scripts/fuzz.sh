@@ -14,7 +14,8 @@ if ! [[ $seconds =~ ^[0-9]+$ ]] || ((seconds < 1)); then
 fi
 build=${QNAS_FUZZ_DIR:-build-fuzz}
 
-packages=(clang libclang-rt-14-dev cmake nlohmann-json3-dev libfmt-dev zlib1g-dev libdnnl-dev ocl-icd-opencl-dev)
+packages=(clang libclang-rt-14-dev cmake nlohmann-json3-dev libfmt-dev zlib1g-dev libdnnl-dev ocl-icd-opencl-dev
+  libopencv-dev)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -497,13 +497,22 @@ json finish_one(Context& c, const fs::path& supernet_dir, const json& best, cons
   json finetune = {{"ran", false}};
   const json& ft_section = c.config["finish"]["finetune"];
   if (ft_section["epochs"].get<int>() + ft_section["qat_epochs"].get<int>() > 0) {
-    nn::StaticNet tuned = deploy::network_to_deploy(run, subnet, c.data.train, c.normalize);
     const train::TrainConfig config = c.train_config(ft_section);
+    const std::string init = c.config["finish"]["init"].get<std::string>();
+    nn::StaticNet tuned = nullptr;
+    if (init == "scratch") {
+      torch::manual_seed(config.seed);
+      tuned = nn::StaticNet(std::make_shared<nn::StaticNetImpl>(
+          space::build_arch_spec(*run.space, space::Subnet::parse(subnet))));
+    } else {
+      tuned = deploy::network_to_deploy(run, subnet, c.data.train, c.normalize);
+    }
     train::Trainer trainer(config, tuned.ptr(), c.data.train, c.data.test, dir / "finetune");
     trainer.run();
     tuned->eval();
     const double tuned_heldout = heldout_accuracy(c, *tuned);
     finetune = {{"ran", true},
+                {"init", init},
                 {"heldout_accuracy_before", extracted_heldout},
                 {"heldout_accuracy_after", tuned_heldout},
                 {"helped", tuned_heldout > extracted_heldout}};

@@ -274,7 +274,8 @@ json write_run_report(const fs::path& dir, const RunState& state, const json& co
       const std::string ft_text =
           !ft.value("ran", false)
               ? "-"
-              : fmt::format("{} ({} -> {} held-out)", ft.value("helped", false) ? "kept" : "dropped",
+              : fmt::format("{} ({}{} -> {} held-out)", ft.value("helped", false) ? "kept" : "dropped",
+                            ft.value("init", "supernet") == "scratch" ? "from scratch: " : "",
                             pct(ft.at("heldout_accuracy_before")), pct(ft.at("heldout_accuracy_after")));
       md += fmt::format(
           "| {:.3f} | {} | {} | {} | {} | {} | {} | {:.2f}x | {:.2f} | {:.3f} | {} | {} |\n", limits[i], name,

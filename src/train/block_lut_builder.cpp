@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "data/transform.h"
 #include "search/block_lut.h"
+#include "train/trainer.h"
 #include "space/sampling.h"
 
 namespace qnas::train {
@@ -46,19 +47,6 @@ double BlockLutBuilder::latency_ms(const std::vector<space::BlockSpec>& blocks) 
   space::ArchSpec spec;
   spec.blocks = blocks;
   return lut_.predict(spec) - lut_.intercept();  // the intercept belongs to a whole network: fixed stages
-}
-
-std::size_t BlockLutBuilder::fill_latency(const std::vector<space::BlockSpec>& blocks) {
-  std::unique_ptr<ProgressLine> progress;
-  const std::size_t measured = lut_.fill(blocks, options_.measure, [&](std::size_t done, std::size_t total) {
-    if (!progress)
-      progress = std::make_unique<ProgressLine>("latency LUT", static_cast<std::int64_t>(total), "blocks");
-    progress->update(static_cast<std::int64_t>(done));
-    if (done % 200 == 0) lut_.save(lut_path_.string());  // a killed build keeps what it measured
-  });
-  if (progress) progress->finish();
-  lut_.save(lut_path_.string());
-  return measured;
 }
 
 // Random subnets of a space of this hyperspace, for the fixed stages only: the choosable stages' picks do not
@@ -140,7 +128,9 @@ LutBuildSummary BlockLutBuilder::build(const std::vector<space::StageSpace>& blo
   }
   space::ArchSpec all;
   all.blocks = std::move(needed);
-  summary.blocks_measured = fill_latency(latency::distinct_blocks({all}));
+  // Saved every 200 blocks as it grows: a killed build keeps what it measured.
+  summary.blocks_measured =
+      latency::fill_and_save(lut_, latency::distinct_blocks({all}), options_.measure, lut_path_.string());
 
   create_directories_or_fail(out_dir);
   double fixed = 0;
@@ -163,6 +153,10 @@ LutBuildSummary BlockLutBuilder::build(const std::vector<space::StageSpace>& blo
       search::BlockLutSet::parse_row(csv.substr(0, csv.find('\n')), file.string() + ":1");
       write_file_atomic(file, csv);
       ++summary.files_written;
+      if (interrupt_after_files_ >= 0 && summary.files_written >= interrupt_after_files_) {
+        interrupt_after_files_ = -1;
+        throw TrainingInterrupted();
+      }
     }
     progress.update(++done, b.name());
   }

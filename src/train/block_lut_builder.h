@@ -46,9 +46,10 @@ class BlockLutBuilder {
   LutBuildSummary build(const std::vector<space::StageSpace>& blocks, const std::filesystem::path& out_dir);
   // INT8 latency of a sub-stage: the LUT's block entries times the stage's slope.
   double latency_ms(const std::vector<space::BlockSpec>& blocks) const;
+  // Test hook: throw TrainingInterrupted once this many files have been written by this build (a kill).
+  void interrupt_after_files(int files) { interrupt_after_files_ = files; }
 
  private:
-  std::size_t fill_latency(const std::vector<space::BlockSpec>& blocks);
   std::vector<space::BlockSpec> fixed_stage_samples(std::vector<space::ArchSpec>* specs) const;
   std::string csv_of(const space::StageSpace& block, const std::vector<space::SubStage>& rows);
   BlockKd& kd_;
@@ -56,6 +57,7 @@ class BlockLutBuilder {
   std::filesystem::path lut_path_;
   LutBuildOptions options_;
   std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> heldout_io_;  // per stage name
+  int interrupt_after_files_ = -1;
 };
 
 }  // namespace qnas::train

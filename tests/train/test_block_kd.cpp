@@ -7,6 +7,7 @@
 
 #include <fstream>
 
+#include "core/fs.h"
 #include "core/work_queue.h"
 #ifdef QNAS_HAVE_BLOCK_LUT_BUILDER
 #include "search/block_lut.h"
@@ -287,6 +288,48 @@ TEST_F(BlockKdTest, LutRowsAreMeasuredAndReadBackBySearch) {
   const auto again = builder.build(blocks, run.path / "lut");
   EXPECT_EQ(again.files_kept, 2);
   EXPECT_EQ(again.blocks_measured, 0u);
+}
+
+// A build killed after its first file; the next one is a new process (the latency LUT read back from its file).
+// It keeps that file byte for byte, measures no block again, and ends with exactly the files of an
+// uninterrupted build.
+TEST_F(BlockKdTest, InterruptedLutBuildResumesToTheFilesOfAnUninterruptedOne) {
+  TempDir run("block-kd-lut-interrupted");
+  train::BlockKd kd(tiny_kd(), train::load_teacher(teacher_dir_->path), *data_, run.path);
+  const auto blocks = kd.blocks({"stage5_1_0", "stage6_4_2"});
+  for (const auto& b : blocks) kd.train_block(b);
+  const fs::path latency_path = run.path / "latency.json", out = run.path / "lut";
+  train::LutBuildOptions options;
+  options.rows = 3;
+  options.fixed_samples = 4;
+  options.eval_batch = 16;
+  options.measure.runs = 5;
+  options.measure.warmup = 1;
+  const runtime::ProfileKey key = runtime::this_machine(1, "int8");
+  {
+    latency::LatencyLut lut(key);
+    train::BlockLutBuilder builder(kd, lut, latency_path, options);
+    builder.interrupt_after_files(1);
+    EXPECT_THROW(builder.build(blocks, out), train::TrainingInterrupted);
+  }
+  ASSERT_TRUE(fs::exists(out / "stage5_1_0.csv"));
+  ASSERT_FALSE(fs::exists(out / "stage6_4_2.csv"));
+  const std::string first = read_text_file(out / "stage5_1_0.csv");
+
+  latency::LatencyLut reloaded = latency::LatencyLut::load(latency_path.string(), key);
+  train::BlockLutBuilder resumed(kd, reloaded, latency_path, options);
+  const auto summary = resumed.build(blocks, out);
+  EXPECT_EQ(summary.files_kept, 1);
+  EXPECT_EQ(summary.files_written, 1);
+  EXPECT_EQ(summary.blocks_measured, 0u) << "blocks measured before the interruption were measured again";
+  EXPECT_EQ(read_text_file(out / "stage5_1_0.csv"), first);
+
+  train::BlockLutBuilder uninterrupted(kd, reloaded, latency_path, options);
+  uninterrupted.build(blocks, run.path / "lut-uninterrupted");
+  for (const char* name : {"stage5_1_0.csv", "stage6_4_2.csv", "fixed_latency.json"})
+    EXPECT_EQ(read_text_file(out / name), read_text_file(run.path / "lut-uninterrupted" / name)) << name;
+  for (const auto& entry : fs::directory_iterator(out))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
 }
 
 #endif
