@@ -99,10 +99,10 @@ json tiny() {
 }
 
 json quick() {
-  // The finish carries the accuracy: a plain network learns Fashion-MNIST far faster than a supernet. Measured
-  // on the chosen 19-MFLOP subnet, 2 FP32 epochs + a 5,000-image QAT epoch: 88.9% INT8 from scratch, 88.2% from
-  // the supernet's weights (36% held-out after this preset's supernet schedule), so the finish starts from
-  // scratch, and a third epoch (91.1% after three, docs/pipeline.md) buys the last points.
+  // The finish carries the accuracy: a plain network learns Fashion-MNIST far faster than a supernet.
+  // Measured on the chosen 19-MFLOP subnet, 2 FP32 epochs + a 5,000-image QAT epoch: 88.9% INT8 from
+  // scratch, 88.2% from the supernet's weights (36% held-out after this preset's supernet schedule), so the
+  // finish starts from scratch, and a third epoch (91.1% after three, docs/pipeline.md) buys the last points.
   json finetune = train_section(3, 1, 128, 0.1, 0.004, 0, 2000, 10);
   finetune["warmup_epochs"] = 0.1;
   finetune["augment"] = false;
