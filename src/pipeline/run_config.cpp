@@ -106,7 +106,7 @@ json quick() {
   json finetune = train_section(3, 1, 128, 0.1, 0.004, 0, 2000, 10);
   finetune["warmup_epochs"] = 0.1;
   finetune["augment"] = false;
-  finetune["train_limit"] = 45000;
+  finetune["train_limit"] = 40000;
   finetune["qat_train_limit"] = 5000;
   json teacher = train_section(1, 0, 128, 0.1, 0.005, 0, 2000, 10);
   teacher["train_limit"] = 10000;
@@ -126,7 +126,7 @@ json quick() {
         {"statistic", "min"},
         {"range_samples", 300},
         {"calibration_networks", 24},
-        {"limit_quantiles", {0.02, 0.05, 0.1}}}},
+        {"limit_quantiles", {0.02, 0.05, 0.2}}}},
       {"teacher", teacher},
       {"block_kd", block_kd_section(1, 1, 32, 32, 128)},
       {"block_lut", {{"rows", 8}, {"eval_images", 32}, {"fixed_samples", 30}}},
@@ -139,26 +139,26 @@ json quick() {
         {"max_supernet_mflops", 40}}},
       {"supernet", supernet},
       {"subnet_search",
-       {{"algorithm", "evolution"},
-        {"population", 10},
-        {"generations", 2},
+       {{"algorithm", "nsga2"},  // one population for all limits: 48 evaluations serve three
+        {"population", 12},
+        {"generations", 3},
         {"heldout_images", 1000},
         {"random_baseline", false}}},
       {"finish",
        {{"finetune", finetune}, {"init", "scratch"}, {"test_images", 0}, {"runs", 50}, {"ort", true}}},
       {"estimates",
        {{"data", 1},
-        {"latency", 90},
-        {"teacher", 26},
-        {"block-kd", 98},
-        {"block-lut", 77},
+        {"latency", 88},
+        {"teacher", 25},
+        {"block-kd", 83},
+        {"block-lut", 69},
         {"space-search", 1},
-        {"supernet", 125},
-        {"subnet-search", 45},
-        {"finish", 640},
+        {"supernet", 103},
+        {"subnet-search", 61},
+        {"finish", 464},
         {"baseline-supernet", 100},
-        {"baseline-subnet-search", 75},
-        {"baseline-finish", 420},
+        {"baseline-subnet-search", 207},
+        {"baseline-finish", 102},
         {"report", 1}}},
       {"baseline", {{"types", "111111"}, {"windows", "000000"}, {"budget", "flops"}}},
   };

@@ -26,6 +26,7 @@
 #include "latency/latency_lut.h"
 #include "latency/profiling.h"
 #include "nn/supernet.h"
+#include "pipeline/finish_choice.h"
 #include "pipeline/run_config.h"
 #include "pipeline/run_report.h"
 #include "pipeline/run_state.h"
@@ -607,7 +608,7 @@ json run_finish(Context& c, const std::string& search_stage, const fs::path& sup
     r["found"] = true;
     rows.push_back(r);
   }
-  return {{"limits", rows}};
+  return {{"limits", prefer_better_smaller_networks(rows)}};
 }
 
 // --- the stage table -------------------------------------------------------------------------------------

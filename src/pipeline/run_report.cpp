@@ -299,9 +299,23 @@ json write_run_report(const fs::path& dir, const RunState& state, const json& co
   md += "Subnets:\n\n";
   for (const auto* side : {&finish, &base_finish})
     for (const auto& r : side->at("limits"))
-      if (r.value("found", false))
-        md += fmt::format("- {} {:.3f} ms: `{}`\n", side == &finish ? "evolved" : "baseline",
+      if (r.value("found", false)) {
+        md += fmt::format("- {} {:.3f} ms: `{}`", side == &finish ? "evolved" : "baseline",
                           r["limit_ms"].get<double>(), r["subnet"].get<std::string>());
+        if (r.contains("searched_subnet")) {
+          // Chosen on held-out accuracy among the networks finished for this limit or a smaller one.
+          const json& s = r["searched_subnet"];
+          md += fmt::format(
+              " (the network finished for {:.3f} ms: {} held-out against {} for this limit's searched subnet "
+              "`{}`, {} oneDNN INT8 test)",
+              r["same_as_limit_ms"].get<double>(),
+              pct(r["finetune"].value("helped", false) ? r["finetune"]["heldout_accuracy_after"]
+                                                       : r["extracted_heldout_accuracy"]),
+              pct(s["heldout_accuracy"]), s["subnet"].get<std::string>(),
+              pct(s["test_accuracy"]["onednn_int8"]));
+        }
+        md += "\n";
+      }
   md +=
       "\n## Fronts\n\n![fronts](report-front.svg)\n\n## Wall time per stage\n\n| stage | seconds |\n| --- | "
       "---: |\n";

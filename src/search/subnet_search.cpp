@@ -133,6 +133,7 @@ class Search {
       return;
     }
     if (population_.empty()) {
+      seed_with_extremes(limit);
       while (static_cast<int>(population_.size()) < o_.population && budget_left())
         population_.push_back(evaluate(draw_new(limit)).subnet);
       save();
@@ -146,6 +147,20 @@ class Search {
       ++generation_;
       ++result_.generations;
       save();
+    }
+  }
+
+  // The sandwich rule trains the max and min subnets at every step: the best-trained members of a supernet
+  // and the two ends of its latency range. The first population starts with those that fit the limit (the
+  // random-search baseline stays purely random).
+  void seed_with_extremes(double limit) {
+    for (const Subnet& extreme : {space::max_subnet(space_), space::min_subnet(space_)}) {
+      if (static_cast<int>(population_.size()) >= o_.population || !budget_left()) return;
+      const std::string encoding = extreme.encode();
+      if (!fits(extreme, limit) ||
+          std::find(population_.begin(), population_.end(), encoding) != population_.end())
+        continue;
+      population_.push_back(evaluate(extreme).subnet);
     }
   }
 
