@@ -1,7 +1,7 @@
-// Image folders (root/<class>/<image>): the input's first byte picks the file extension, the channel count and
-// the size the images are resized to; the rest is the image file, decoded by OpenCV (Debian's uninstrumented
-// library: a crash or an exception other than qnas::Error inside it is still a finding, its coverage is not
-// seen) and then converted, resized and copied by qnas's own code.
+// Image folders (root/<class>/<image>): the input's first byte picks the file extension, the channel count
+// and the size the images are resized to; the rest is the image file, decoded by OpenCV (Debian's
+// uninstrumented library: a crash or an exception other than qnas::Error inside it is still a finding, its
+// coverage is not seen) and then converted, resized and copied by qnas's own code.
 #include <unistd.h>
 
 #include <array>
@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
-  static const std::array<const char*, 8> kExtensions = {".png", ".jpg", ".bmp", ".ppm",
+  static const std::array<const char*, 8> kExtensions = {".png", ".jpg", ".bmp",  ".ppm",
                                                          ".pgm", ".tif", ".webp", ".pbm"};
   static const std::array<std::int64_t, 4> kSizes = {1, 7, 28, 32};
   const std::uint8_t selector = data[0];

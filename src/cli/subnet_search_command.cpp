@@ -112,6 +112,9 @@ void add_subnet_search_command(CLI::App& app) {
                   "(generations + 1))")
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "random seed")->capture_default_str();
+  cmd->add_flag("--seed-extremes", o.search.seed_extremes,
+                "evolution/nsga2: start the first population with the max and min subnets that fit (as `qnas "
+                "run` does)");
   cmd->add_option("--evaluator", o.evaluator,
                   "supernet (held-out accuracy) | predictor (ridge on the one-hot encoding, fitted on "
                   "supernet evaluations)")

@@ -78,7 +78,14 @@ std::vector<ClassFolder> list_classes(const fs::path& root) {
 // Decodes one file to the requested size and channel count, as 8-bit HWC in RGB (or grey) order.
 cv::Mat decode(const fs::path& file, const ImageFolderOptions& options) {
   const int mode = options.channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;  // both force 8 bits
-  cv::Mat image = cv::imread(file.string(), mode);
+  cv::Mat image;
+  try {
+    image = cv::imread(file.string(), mode);
+  } catch (const cv::Exception& e) {
+    // A decoder's own check (e.g. a header declaring more pixels than OpenCV accepts) throws instead of
+    // returning an empty image.
+    fail("cannot decode image {}: {}; delete or replace the file", file.string(), e.err);
+  }
   if (image.empty()) {
     fail("cannot decode image {}: the file is corrupt or not in a format OpenCV reads; delete or replace it",
          file.string());

@@ -453,6 +453,7 @@ json run_subnet_search(Context& c, const fs::path& supernet_dir, const fs::path&
     o.search.population = S["population"].get<int>();
     o.search.generations = S["generations"].get<int>();
     o.search.seed = c.options.seed;
+    o.search.seed_extremes = true;
     o.evaluator = "supernet";
     o.random_baseline = S["random_baseline"].get<bool>();
     o.heldout_images = S["heldout_images"].get<std::int64_t>();

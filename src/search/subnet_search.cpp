@@ -65,18 +65,20 @@ void validate(const space::SearchSpace& space, const SubnetObjectives& objective
 }
 
 json identity_of(const space::SearchSpace& space, const SubnetSearchOptions& o) {
-  return {{"format", kCheckpointFormat},
-          {"space", space.encode()},
-          {"algorithm", to_string(o.algorithm)},
-          {"limits_ms", o.limits_ms},
-          {"population", o.population},
-          {"generations", o.generations},
-          {"mutation", o.mutation},
-          {"crossover", o.crossover},
-          {"parent_ratio", o.parent_ratio},
-          {"evaluations", o.evaluations},
-          {"seed", o.seed},
-          {"objectives", o.identity}};
+  json identity = {{"format", kCheckpointFormat},
+                   {"space", space.encode()},
+                   {"algorithm", to_string(o.algorithm)},
+                   {"limits_ms", o.limits_ms},
+                   {"population", o.population},
+                   {"generations", o.generations},
+                   {"mutation", o.mutation},
+                   {"crossover", o.crossover},
+                   {"parent_ratio", o.parent_ratio},
+                   {"evaluations", o.evaluations},
+                   {"seed", o.seed},
+                   {"objectives", o.identity}};
+  if (o.seed_extremes) identity["seed_extremes"] = true;  // absent in checkpoints from before the option
+  return identity;
 }
 
 class Search {
@@ -133,7 +135,7 @@ class Search {
       return;
     }
     if (population_.empty()) {
-      seed_with_extremes(limit);
+      if (o_.seed_extremes) seed_with_extremes(limit);
       while (static_cast<int>(population_.size()) < o_.population && budget_left())
         population_.push_back(evaluate(draw_new(limit)).subnet);
       save();
@@ -151,8 +153,7 @@ class Search {
   }
 
   // The sandwich rule trains the max and min subnets at every step: the best-trained members of a supernet
-  // and the two ends of its latency range. The first population starts with those that fit the limit (the
-  // random-search baseline stays purely random).
+  // and the two ends of its latency range.
   void seed_with_extremes(double limit) {
     for (const Subnet& extreme : {space::max_subnet(space_), space::min_subnet(space_)}) {
       if (static_cast<int>(population_.size()) >= o_.population || !budget_left()) return;

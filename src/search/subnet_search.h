@@ -41,6 +41,9 @@ struct SubnetSearchOptions {
   double parent_ratio = 0.25;  // evolution: the best share of the population that breeds
   int evaluations = 0;         // budget of distinct accuracy evaluations (0: population x (generations + 1))
   std::uint64_t seed = 0;
+  // Evolution and nsga2: the first population starts with the max and min subnets that fit the limit (the
+  // sandwich rule's best-trained members); random search stays random.
+  bool seed_extremes = false;
   std::filesystem::path checkpoint;  // empty: none; else resumed from when it exists
   nlohmann::json identity;           // what accuracy and latency mean; a checkpoint of another is refused
   bool show_progress = true;

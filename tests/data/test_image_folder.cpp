@@ -98,6 +98,19 @@ TEST(ImageFolder, UndecodableImageIsNamed) {
   EXPECT_CONTAINS(message, "cannot decode");
 }
 
+// Found by fuzz_image_folder: a 16-byte PBM header declaring an image of 5 x 3,333,333 pixels made OpenCV
+// throw cv::Exception (past its pixel limit), which left qnas as an OpenCV message without the file, or, in a
+// program that catches only qnas::Error, as std::terminate.
+TEST(ImageFolder, AHeaderDeclaringAHugeImageIsOneErrorNamingTheFile) {
+  const fs::path root = fresh_dir("huge-header");
+  fs::create_directories(root / "cats");
+  write_bytes(root / "cats" / "1.pbm",
+              {'P', '4', '\n', '5', 0x04, '3', '3', '3', '3', '3', '3', '3', ' ', '1', '~', 0x00, 0x00});
+  const std::string message = error_message([&] { load_image_folder(root); });
+  EXPECT_CONTAINS(message, (root / "cats" / "1.pbm").string());
+  EXPECT_CONTAINS(message, "cannot decode");
+}
+
 TEST(ImageFolder, NoClassFolders) {
   const fs::path root = fresh_dir("flat");
   write_png(root / "loose.png", 2, 2, 1, 2, 3);

@@ -171,6 +171,37 @@ TEST(SubnetSearch, EvolutionAndNsga2BeatRandomAtEqualEvaluations) {
   }
 }
 
+// The max and min subnets start the first population where they fit: under a limit above the max subnet's
+// latency both are the first two evaluations; under the smaller limits only the min subnet, then random ones.
+// The random baseline is never seeded.
+TEST(SubnetSearch, SeedingStartsWithTheExtremesThatFit) {
+  const auto o_landscape = landscape();
+  const std::string max = space::max_subnet(test_space()).encode(),
+                    min = space::min_subnet(test_space()).encode();
+  for (auto algorithm : {Algorithm::kEvolution, Algorithm::kNsga2, Algorithm::kRandom}) {
+    auto o = options(algorithm, 60);
+    o.limits_ms = {limits()[0], o_landscape.latency_ms(space::max_subnet(test_space())) + 0.01};
+    o.seed_extremes = true;
+    const auto r = search_subnets(test_space(), landscape(), o);
+    ASSERT_GE(r.evaluated.size(), 2u);
+    if (algorithm == Algorithm::kRandom) {
+      EXPECT_NE(r.evaluated[0].subnet, min);
+      continue;
+    }
+    if (algorithm ==
+        Algorithm::kEvolution) {  // limit by limit: the smaller limit first, the max does not fit
+      EXPECT_EQ(r.evaluated[0].subnet, min);
+      EXPECT_NE(r.evaluated[1].subnet, max);
+    } else {  // one population under the largest limit
+      EXPECT_EQ(r.evaluated[0].subnet, max);
+      EXPECT_EQ(r.evaluated[1].subnet, min);
+    }
+    bool max_evaluated = false;
+    for (const auto& c : r.evaluated) max_evaluated |= c.subnet == max;
+    EXPECT_TRUE(max_evaluated) << to_string(algorithm);
+  }
+}
+
 TEST(SubnetSearch, ResumeAfterKillsEqualsAnUninterruptedRun) {
   for (auto algorithm : {Algorithm::kEvolution, Algorithm::kNsga2, Algorithm::kRandom}) {
     const auto whole = search_subnets(test_space(), landscape(), options(algorithm, 150));
