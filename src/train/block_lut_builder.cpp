@@ -11,8 +11,8 @@
 #include "core/rng.h"
 #include "data/transform.h"
 #include "search/block_lut.h"
-#include "train/trainer.h"
 #include "space/sampling.h"
+#include "train/trainer.h"
 
 namespace qnas::train {
 
