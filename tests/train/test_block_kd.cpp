@@ -290,8 +290,8 @@ TEST_F(BlockKdTest, LutRowsAreMeasuredAndReadBackBySearch) {
   EXPECT_EQ(again.blocks_measured, 0u);
 }
 
-// A build killed after its first file; the next one is a new process (the latency LUT read back from its file).
-// It keeps that file byte for byte, measures no block again, and ends with exactly the files of an
+// A build killed after its first file; the next one is a new process (the latency LUT read back from its
+// file). It keeps that file byte for byte, measures no block again, and ends with exactly the files of an
 // uninterrupted build.
 TEST_F(BlockKdTest, InterruptedLutBuildResumesToTheFilesOfAnUninterruptedOne) {
   TempDir run("block-kd-lut-interrupted");
