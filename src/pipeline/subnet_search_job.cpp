@@ -359,7 +359,7 @@ SubnetSearchJobResult run_subnet_search_job(SubnetSearchJobOptions o) {
                        {"space", space.encode()},
                        {"algorithm", search::to_string(main_algorithm)},
                        {"evaluator", o.evaluator},
-                       {"evaluations", o.search.evaluations},
+                       {"evaluations", search::evaluation_budget(o.search)},
                        {"evaluated", main.evaluated.size()},
                        {"generations", main.generations},
                        {"heldout_images", d.heldout.size()},
@@ -399,8 +399,8 @@ SubnetSearchJobResult run_subnet_search_job(SubnetSearchJobOptions o) {
       "({:.0f}%).\n\n",
       search::to_string(main_algorithm), space.encode(), search::to_string(main_algorithm),
       main.resumed ? " (resumed from its checkpoint)" : "", o.evaluator, main.evaluated.size(),
-      o.search.evaluations, main.generations, d.heldout.size(), o.latency_lut.string(), o.threads, table,
-      front.size(), within_10, front.size(), 100 * share_within);
+      search::evaluation_budget(o.search), main.generations, d.heldout.size(), o.latency_lut.string(),
+      o.threads, table, front.size(), within_10, front.size(), 100 * share_within);
   result.report +=
       "| subnet | held-out | predicted ms | measured ms | error | MFLOPs |\n| --- | ---: | ---: | ---: | "
       "---: | ---: |\n";

@@ -53,7 +53,7 @@ void validate(const space::SearchSpace& space, const SubnetObjectives& objective
   if (!(o.parent_ratio > 0 && o.parent_ratio <= 1)) fail("parent ratio {} is outside (0, 1]", o.parent_ratio);
   if (o.evaluations < 0)
     fail("--evaluations {} is negative (0 means population x (generations + 1))", o.evaluations);
-  if (o.evaluations == 0) o.evaluations = o.population * (o.generations + 1);
+  o.evaluations = evaluation_budget(o);
   const Subnet smallest = space::min_subnet(space);
   const double floor_ms = objectives.latency_ms(smallest);
   if (o.limits_ms.front() < floor_ms) {

@@ -83,6 +83,11 @@ class SearchInterrupted : public std::runtime_error {
   SearchInterrupted() : std::runtime_error("subnet search interrupted") {}
 };
 
+// The budget of distinct evaluations: `evaluations`, or population x (generations + 1) when it is 0.
+inline int evaluation_budget(const SubnetSearchOptions& o) {
+  return o.evaluations > 0 ? o.evaluations : o.population * (o.generations + 1);
+}
+
 // Validates the options (a qnas::Error names the bad one, including a limit below the smallest subnet's
 // latency) and runs the search.
 SubnetSearchResult search_subnets(const space::SearchSpace& space, const SubnetObjectives& objectives,
