@@ -241,17 +241,23 @@ TEST_F(BlockKdTest, RunDirectoryRefusesOtherSettings) {
 }
 
 #ifdef QNAS_HAVE_BLOCK_LUT_BUILDER
-TEST_F(BlockKdTest, LutRowsAreMeasuredAndReadBackBySearch) {
-  TempDir run("block-kd-lut");
-  train::BlockKd kd(tiny_kd(), train::load_teacher(teacher_dir_->path), *data_, run.path);
-  const auto blocks = kd.blocks({"stage5_1_0", "stage6_4_2"});
-  latency::LatencyLut lut(runtime::this_machine(1, "int8"));
+// Three rows per block, a few images and timed runs: the LUT tests' settings.
+train::LutBuildOptions tiny_lut_options() {
   train::LutBuildOptions options;
   options.rows = 3;
   options.fixed_samples = 4;
   options.eval_batch = 16;
   options.measure.runs = 5;
   options.measure.warmup = 1;
+  return options;
+}
+
+TEST_F(BlockKdTest, LutRowsAreMeasuredAndReadBackBySearch) {
+  TempDir run("block-kd-lut");
+  train::BlockKd kd(tiny_kd(), train::load_teacher(teacher_dir_->path), *data_, run.path);
+  const auto blocks = kd.blocks({"stage5_1_0", "stage6_4_2"});
+  latency::LatencyLut lut(runtime::this_machine(1, "int8"));
+  const train::LutBuildOptions options = tiny_lut_options();
   train::BlockLutBuilder builder(kd, lut, run.path / "latency.json", options);
   EXPECT_CONTAINS(qnas::testing::error_message([&] { builder.build(blocks, run.path / "lut"); }),
                   "block stage5_1_0 is not trained yet");
@@ -299,12 +305,7 @@ TEST_F(BlockKdTest, InterruptedLutBuildResumesToTheFilesOfAnUninterruptedOne) {
   const auto blocks = kd.blocks({"stage5_1_0", "stage6_4_2"});
   for (const auto& b : blocks) kd.train_block(b);
   const fs::path latency_path = run.path / "latency.json", out = run.path / "lut";
-  train::LutBuildOptions options;
-  options.rows = 3;
-  options.fixed_samples = 4;
-  options.eval_batch = 16;
-  options.measure.runs = 5;
-  options.measure.warmup = 1;
+  const train::LutBuildOptions options = tiny_lut_options();
   const runtime::ProfileKey key = runtime::this_machine(1, "int8");
   {
     latency::LatencyLut lut(key);
