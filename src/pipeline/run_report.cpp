@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/fs.h"
+#include "pipeline/finish_choice.h"
 #include "space/search_space.h"
 
 namespace qnas::pipeline {
@@ -308,11 +309,8 @@ json write_run_report(const fs::path& dir, const RunState& state, const json& co
           md += fmt::format(
               " (the network finished for {:.3f} ms: {} held-out against {} for this limit's searched subnet "
               "`{}`, {} oneDNN INT8 test)",
-              r["same_as_limit_ms"].get<double>(),
-              pct(r["finetune"].value("helped", false) ? r["finetune"]["heldout_accuracy_after"]
-                                                       : r["extracted_heldout_accuracy"]),
-              pct(s["heldout_accuracy"]), s["subnet"].get<std::string>(),
-              pct(s["test_accuracy"]["onednn_int8"]));
+              r["same_as_limit_ms"].get<double>(), pct(final_heldout_accuracy(r)), pct(s["heldout_accuracy"]),
+              s["subnet"].get<std::string>(), pct(s["test_accuracy"]["onednn_int8"]));
         }
         md += "\n";
       }
