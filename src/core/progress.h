@@ -30,4 +30,9 @@ class ProgressLine {
   std::chrono::steady_clock::time_point last_print_;
 };
 
+// Seconds of wall time since `start` (steady clock).
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace qnas

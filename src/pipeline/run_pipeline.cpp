@@ -49,10 +49,6 @@ namespace {
 
 constexpr std::uint64_t kLatencySampleStream = 0x6c6174656e6379ull;  // "latency"
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 std::vector<std::int64_t> index_range(std::int64_t from, std::int64_t to) {
   std::vector<std::int64_t> v;
   for (std::int64_t i = from; i < to; ++i) v.push_back(i);

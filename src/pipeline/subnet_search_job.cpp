@@ -36,10 +36,6 @@ namespace fs = std::filesystem;
 constexpr std::uint64_t kPredictorStream = 0x9e3779b97f4a7c15ull;
 constexpr std::uint64_t kCalibrationNetStream = 0x51ed27052d3c9a5bull;
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 // --- latency: this CPU's block LUT, complete for the space, with a fitted correction
 // A QAT run deploys LSQ+'s zero points, an FP32 run calibrated symmetric scales: each has its kernels.
 bool deploys_zero_points(const deploy::TrainedRun& run) {

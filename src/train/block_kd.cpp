@@ -33,22 +33,6 @@ constexpr std::uint64_t kSubStageStream = 31, kInitStream = 32, kOrderStream = 3
 const char* const kTrainingKeys[] = {"epochs", "qat_epochs",     "qat_bits",    "batch_size", "lr",
                                      "qat_lr", "random_subnets", "train_limit", "heldout",    "seed"};
 
-torch::Device parse_device(const std::string& name) {
-  if (name == "cpu") return torch::kCPU;
-  if (name == "cuda") {
-    if (!torch::cuda::is_available())
-      fail(
-          "--device cuda: this LibTorch has no CUDA device (build against a CUDA LibTorch or use --device "
-          "cpu)");
-    return torch::kCUDA;
-  }
-  fail("unknown device '{}': use cpu or cuda", name);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
 }  // namespace
 
 torch::Tensor nsr_loss(const torch::Tensor& student, const torch::Tensor& teacher) {

@@ -30,27 +30,10 @@ namespace {
 // Streams of derive_seed(seed, stream, index), so no two kinds of draws share one.
 constexpr std::uint64_t kSubnetStream = 17, kEvalSubnetStream = 18, kCalibrationStream = 19;
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
 std::vector<std::int64_t> first_n(std::int64_t count, std::int64_t limit) {
   std::vector<std::int64_t> indices(static_cast<size_t>(limit > 0 ? std::min(limit, count) : count));
   std::iota(indices.begin(), indices.end(), 0);
   return indices;
-}
-
-torch::Device parse_device(const std::string& name) {
-  if (name == "cpu") return torch::kCPU;
-  if (name == "cuda") {
-    if (!torch::cuda::is_available()) {
-      fail(
-          "--device cuda: this LibTorch has no CUDA device (build against a CUDA LibTorch, e.g. the one in "
-          "a PyTorch install, or use --device cpu)");
-    }
-    return torch::kCUDA;
-  }
-  fail("unknown device '{}': use cpu or cuda", name);
 }
 
 // Images go to the network's precision (float32, or float64 where a test needs exact arithmetic).
@@ -64,6 +47,19 @@ nn::SupernetImpl* as_supernet(nn::NetworkImpl* model) {
 }
 
 }  // namespace
+
+torch::Device parse_device(const std::string& name) {
+  if (name == "cpu") return torch::kCPU;
+  if (name == "cuda") {
+    if (!torch::cuda::is_available()) {
+      fail(
+          "--device cuda: this LibTorch has no CUDA device (build against a CUDA LibTorch, e.g. the one in "
+          "a PyTorch install, or use --device cpu)");
+    }
+    return torch::kCUDA;
+  }
+  fail("unknown device '{}': use cpu or cuda", name);
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Checkpoints

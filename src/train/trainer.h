@@ -107,6 +107,9 @@ class Trainer {
   nlohmann::json bit_assignment_;
 };
 
+// "cpu" or "cuda" (checked: a CUDA device must exist); anything else is a qnas::Error naming the choices.
+torch::Device parse_device(const std::string& name);
+
 // Writes `archive` to `path` atomically (core/fs.h). LibTorch 1.13 must not write the file itself: when a
 // write fails (a full disk), PyTorchStreamWriter throws from its destructor during unwinding and the process
 // aborts (measured: Trainer.ACheckpointThatCannotBeWrittenKeepsTheLastOneAndTheRunResumes). It writes to

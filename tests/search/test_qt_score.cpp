@@ -11,7 +11,7 @@ using namespace qnas::search;
 using qnas::space::SearchSpace;
 
 namespace {
-const qnas::space::Hyperspace& fmnistw() {
+const qnas::space::Hyperspace& fmnistw_hyperspace() {
   return qnas::space::find_hyperspace("fmnistw");
 }
 
@@ -22,7 +22,7 @@ BlockLutSet constant_luts() {
     return std::vector<std::string>{std::to_string(0.1 * (block + 1)) + ",1,0.1," +
                                     std::to_string(1 + window)};
   });
-  return BlockLutSet::load(dir, fmnistw());
+  return BlockLutSet::load(dir, fmnistw_hyperspace());
 }
 }  // namespace
 
@@ -55,7 +55,7 @@ TEST(QtScore, FractionWithinMatchesTheExactDistribution) {
   static const auto dir = qnas::testing::write_fmnistw_luts("binomial", [](int, int, int) {
     return std::vector<std::string>{"0.1,1,0.1,1", "0.3,1,0.1,2"};
   });
-  const BlockLutSet luts = BlockLutSet::load(dir, fmnistw());
+  const BlockLutSet luts = BlockLutSet::load(dir, fmnistw_hyperspace());
   QtOptions options;
   options.samples = 200000;
   options.latency_limits_ms = {8.0};
@@ -81,7 +81,7 @@ TEST(QtScore, DeterministicForASeedWhateverTheThreads) {
     }
     return rows;
   });
-  const BlockLutSet luts = BlockLutSet::load(dir, fmnistw());
+  const BlockLutSet luts = BlockLutSet::load(dir, fmnistw_hyperspace());
   QtOptions options;
   options.samples = 50000;
   options.latency_limits_ms = {3.0, 5.0};

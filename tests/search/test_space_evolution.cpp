@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 namespace {
 // Loss falls with the block index and rises with the window, latency rises with the window: a landscape whose
 // best space under a loose limit is block 5 everywhere at window 0.
-BlockLutSet landscape() {
+BlockLutSet block_landscape() {
   static const auto dir =
       qnas::testing::write_fmnistw_luts("landscape", [](int stage, int block, int window) {
         std::vector<std::string> rows;
@@ -38,7 +38,7 @@ QtOptions small_qt() {
 }  // namespace
 
 TEST(SpaceEvolution, FindsTheBestSpaceAndNeverRepeatsOne) {
-  const BlockLutSet luts = landscape();
+  const BlockLutSet luts = block_landscape();
   EvolutionOptions options;
   options.population = 40;
   options.sample = 10;
@@ -58,7 +58,7 @@ TEST(SpaceEvolution, FindsTheBestSpaceAndNeverRepeatsOne) {
 }
 
 TEST(SpaceEvolution, ResumeFromCheckpointEqualsAnUninterruptedRun) {
-  const BlockLutSet luts = landscape();
+  const BlockLutSet luts = block_landscape();
   const QtOptions qt = small_qt();
   EvolutionOptions options;
   options.population = 30;
@@ -91,7 +91,7 @@ TEST(SpaceEvolution, ResumeFromCheckpointEqualsAnUninterruptedRun) {
 }
 
 TEST(SpaceEvolution, RefusesACheckpointOfAnotherSearch) {
-  const BlockLutSet luts = landscape();
+  const BlockLutSet luts = block_landscape();
   EvolutionOptions options;
   options.population = 10;
   options.sample = 3;

@@ -67,6 +67,9 @@ double heldout_nsr(train::BlockKd& kd, nn::StageStudent& student, const space::S
   return train::nsr_loss(student->forward(tin, space::max_sub_stage(block)), tout).item<double>();
 }
 
+}  // namespace
+
+// Outside the anonymous namespace: the TEST_F classes derive from it.
 class BlockKdTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -84,8 +87,6 @@ class BlockKdTest : public ::testing::Test {
 };
 data::ImageDataset* BlockKdTest::data_ = nullptr;
 TempDir* BlockKdTest::teacher_dir_ = nullptr;
-
-}  // namespace
 
 TEST(NsrLoss, MatchesHandValuesAndIsScaleFree) {
   // One sample, one channel, four pixels: t = 1 2 3 4 (variance 1.25), s = t + 0.5 -> 0.25 / 1.25 = 0.2.

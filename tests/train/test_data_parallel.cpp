@@ -142,7 +142,7 @@ TEST(ProcessGroup, SumsAndMaximaCoverEveryRank) {
   EXPECT_TRUE(torch::equal(results[1], expected)) << results[1];
 }
 
-train::TrainConfig tiny_config() {
+train::TrainConfig two_step_config() {
   train::TrainConfig c;
   c.epochs = 1;
   c.qat_epochs = 0;
@@ -158,7 +158,7 @@ train::TrainConfig tiny_config() {
   return c;
 }
 
-std::shared_ptr<nn::SupernetImpl> fresh_supernet(torch::Dtype dtype = torch::kFloat) {
+std::shared_ptr<nn::SupernetImpl> fresh_ranked_supernet(torch::Dtype dtype = torch::kFloat) {
   torch::manual_seed(3);
   auto net = std::make_shared<nn::SupernetImpl>(space::SearchSpace::parse("fmnistw-000000-000000"));
   net->to(dtype);
@@ -173,13 +173,13 @@ std::shared_ptr<nn::SupernetImpl> fresh_supernet(torch::Dtype dtype = torch::kFl
 TEST(DataParallel, TwoRanksReachTheWeightsOfOneProcess) {
   const auto train_set = synthetic(64, 1), test_set = synthetic(16, 2);
   TempDir single("single"), shared("shared");
-  auto reference = fresh_supernet(torch::kDouble);
+  auto reference = fresh_ranked_supernet(torch::kDouble);
   const auto reference_logs =
-      train::Trainer(tiny_config(), reference, train_set, test_set, single.path).run();
+      train::Trainer(two_step_config(), reference, train_set, test_set, single.path).run();
 
   const int port = test_port(5);
-  std::vector<std::shared_ptr<nn::SupernetImpl>> models = {fresh_supernet(torch::kDouble),
-                                                           fresh_supernet(torch::kDouble)};
+  std::vector<std::shared_ptr<nn::SupernetImpl>> models = {fresh_ranked_supernet(torch::kDouble),
+                                                           fresh_ranked_supernet(torch::kDouble)};
   std::vector<std::vector<train::EpochLog>> logs(2);
   std::vector<std::string> errors(2);
   std::vector<std::thread> ranks;
@@ -187,7 +187,7 @@ TEST(DataParallel, TwoRanksReachTheWeightsOfOneProcess) {
     ranks.emplace_back([&, r] {
       try {
         dist::ProcessGroup group(local(r, 2, port));
-        train::Trainer trainer(tiny_config(), models[static_cast<size_t>(r)], train_set, test_set,
+        train::Trainer trainer(two_step_config(), models[static_cast<size_t>(r)], train_set, test_set,
                                shared.path);
         trainer.set_process_group(&group);
         logs[static_cast<size_t>(r)] = trainer.run();
@@ -224,7 +224,7 @@ TEST(DataParallel, TwoRanksReachTheWeightsOfOneProcess) {
 TEST(DataParallel, ABatchThatDoesNotSplitIsNamed) {
   const auto train_set = synthetic(32, 1), test_set = synthetic(8, 2);
   TempDir dir("odd");
-  auto config = tiny_config();
+  auto config = two_step_config();
   config.batch_size = 15;
   std::string messages[2];
   std::vector<std::thread> ranks;
@@ -233,7 +233,7 @@ TEST(DataParallel, ABatchThatDoesNotSplitIsNamed) {
     ranks.emplace_back([&, r] {
       messages[r] = qnas::testing::error_message([&] {
         dist::ProcessGroup group(local(r, 2, port));
-        train::Trainer trainer(config, fresh_supernet(), train_set, test_set, dir.path);
+        train::Trainer trainer(config, fresh_ranked_supernet(), train_set, test_set, dir.path);
         trainer.set_process_group(&group);
       });
     });
@@ -297,7 +297,7 @@ torch::Tensor quantised_step(nn::SupernetImpl& net, const torch::Tensor& images,
 }
 
 std::shared_ptr<nn::SupernetImpl> quantised_supernet() {
-  auto net = fresh_supernet(torch::kDouble);
+  auto net = fresh_ranked_supernet(torch::kDouble);
   quant::set_bits(*net, 8);
   net->train();
   return net;
