@@ -27,7 +27,7 @@ runtime::QuantParams timing_quant(const Program& program, const runtime::Weights
 PlanTiming time_program(const Program& program, Precision precision, int threads,
                         const MeasureOptions& options, bool include_input_conversion, std::uint64_t seed,
                         bool asymmetric) {
-  const runtime::Weights weights = runtime::random_weights(program, seed);
+  const runtime::Weights weights = runtime::timing_weights(program, seed);
   const runtime::QuantParams quant = timing_quant(program, weights, asymmetric);
   runtime::OnednnPlan plan(program, weights, precision, threads, &quant);
   std::vector<float> input(static_cast<size_t>(program.in_channels) * program.resolution * program.resolution,
@@ -67,7 +67,7 @@ PlanTiming time_mixed(const space::ArchSpec& spec, const std::vector<Precision>&
     part.resolution = part.blocks.front().in_hw;
     auto seg = std::make_unique<Segment>();
     seg->program = runtime::lower(part);
-    seg->weights = runtime::random_weights(seg->program, 1 + first);
+    seg->weights = runtime::timing_weights(seg->program, 1 + first);
     seg->quant = timing_quant(seg->program, seg->weights, asymmetric);
     seg->plan = std::make_unique<runtime::OnednnPlan>(seg->program, seg->weights, block_precision[first],
                                                       threads, &seg->quant);

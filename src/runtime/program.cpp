@@ -91,9 +91,44 @@ float normal(Rng& rng) {
   return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2));
 }
 
-void fill(std::vector<float>& v, std::int64_t n, float stddev, Rng& rng) {
+// Draws one value of standard deviation 1.
+using Sampler = float (*)(Rng&);
+
+float uniform_unit_variance(Rng& rng) {
+  return static_cast<float>(std::sqrt(3.0) * (2.0 * rng.uniform() - 1.0));
+}
+
+void fill(std::vector<float>& v, std::int64_t n, float stddev, Rng& rng, Sampler sample) {
   v.resize(static_cast<size_t>(n));
-  for (auto& x : v) x = stddev * normal(rng);
+  for (auto& x : v) x = stddev * sample(rng);
+}
+
+Weights make_weights(const Program& program, std::uint64_t seed, Sampler sample) {
+  Rng rng(seed);
+  Weights w;
+  w.steps.resize(program.steps.size());
+  for (size_t i = 0; i < program.steps.size(); ++i) {
+    const Step& s = program.steps[i];
+    StepWeights& sw = w.steps[i];
+    const LayerSpec& l = s.layer;
+    if (l.op == OpKind::kGlobalAvgPool) continue;
+    if (l.op == OpKind::kSqueezeExcite) {
+      fill(sw.weight, weight_count(l), std::sqrt(2.0f / l.cin), rng, sample);
+      fill(sw.bias, l.se_mid, 0.1f, rng, sample);
+      fill(sw.weight2, weight_count(l), std::sqrt(1.0f / l.se_mid), rng, sample);
+      fill(sw.bias2, l.cin, 0.5f, rng, sample);
+      continue;
+    }
+    // A branch that is added to a residual starts small, as zero-init-last-BN training leaves it.
+    const float damp = s.residual >= 0 ? 0.2f : 1.0f;
+    fill(sw.weight, weight_count(l), damp * he_std(l), rng, sample);
+    if (s.has_bias) {
+      fill(sw.bias, l.cout, 0.1f, rng, sample);
+    } else {
+      sw.bias.assign(static_cast<size_t>(l.cout), 0.0f);
+    }
+  }
+  return w;
 }
 
 }  // namespace
@@ -142,32 +177,10 @@ std::int64_t weight_count(const LayerSpec& layer) {
   return 0;
 }
 
-Weights random_weights(const Program& program, std::uint64_t seed) {
-  Rng rng(seed);
-  Weights w;
-  w.steps.resize(program.steps.size());
-  for (size_t i = 0; i < program.steps.size(); ++i) {
-    const Step& s = program.steps[i];
-    StepWeights& sw = w.steps[i];
-    const LayerSpec& l = s.layer;
-    if (l.op == OpKind::kGlobalAvgPool) continue;
-    if (l.op == OpKind::kSqueezeExcite) {
-      fill(sw.weight, weight_count(l), std::sqrt(2.0f / l.cin), rng);
-      fill(sw.bias, l.se_mid, 0.1f, rng);
-      fill(sw.weight2, weight_count(l), std::sqrt(1.0f / l.se_mid), rng);
-      fill(sw.bias2, l.cin, 0.5f, rng);
-      continue;
-    }
-    // A branch that is added to a residual starts small, as zero-init-last-BN training leaves it.
-    const float damp = s.residual >= 0 ? 0.2f : 1.0f;
-    fill(sw.weight, weight_count(l), damp * he_std(l), rng);
-    if (s.has_bias) {
-      fill(sw.bias, l.cout, 0.1f, rng);
-    } else {
-      sw.bias.assign(static_cast<size_t>(l.cout), 0.0f);
-    }
-  }
-  return w;
+Weights random_weights(const Program& program, std::uint64_t seed) { return make_weights(program, seed, normal); }
+
+Weights timing_weights(const Program& program, std::uint64_t seed) {
+  return make_weights(program, seed, uniform_unit_variance);
 }
 
 }  // namespace qnas::runtime

@@ -59,8 +59,12 @@ struct Weights {
 };
 
 // He-scaled random weights (residual branches damped so deep random nets keep a sane activation range):
-// what latency profiling and the engine-agreement tests run on.
+// what the engine-agreement tests and untrained exports run on.
 Weights random_weights(const Program& program, std::uint64_t seed);
+
+// The same shapes and variances drawn uniformly: what latency profiling times. The kernels' time does not
+// depend on the values, and Box-Muller's log and cos were a third of a block's measurement.
+Weights timing_weights(const Program& program, std::uint64_t seed);
 
 // Element counts the executors expect for a step's weight tensors.
 std::int64_t weight_count(const LayerSpec& layer);

@@ -153,6 +153,31 @@ TEST(EngineAgreement, BaselineWithSqueezeExciteHeadRuns) {
   EXPECT_LE(max_abs_diff(expected, plan.run(image)), 1e-4f * std::max(1.0f, max_abs(expected)));
 }
 
+TEST(TimingWeights, HaveTheShapesAndVariancesOfTheRandomWeights) {
+  const Program program = lower(space::mobilenet_v3_small(64, 10));
+  const Weights normal = random_weights(program, 3), uniform = timing_weights(program, 3);
+  ASSERT_EQ(normal.steps.size(), uniform.steps.size());
+  double normal_sq = 0, uniform_sq = 0;
+  size_t count = 0;
+  for (size_t i = 0; i < normal.steps.size(); ++i) {
+    const StepWeights &n = normal.steps[i], &u = uniform.steps[i];
+    ASSERT_EQ(n.weight.size(), u.weight.size()) << "step " << i;
+    ASSERT_EQ(n.bias.size(), u.bias.size()) << "step " << i;
+    ASSERT_EQ(n.weight2.size(), u.weight2.size()) << "step " << i;
+    ASSERT_EQ(n.bias2.size(), u.bias2.size()) << "step " << i;
+    for (size_t j = 0; j < n.weight.size(); ++j) {
+      normal_sq += double(n.weight[j]) * n.weight[j];
+      uniform_sq += double(u.weight[j]) * u.weight[j];
+    }
+    count += n.weight.size();
+  }
+  ASSERT_GT(count, 10000u);
+  // Same per-layer standard deviations, so the sums of squares agree to sampling noise (~1%).
+  EXPECT_NEAR(uniform_sq / normal_sq, 1.0, 0.05);
+  // And the values are deterministic: the same seed gives the same weights.
+  EXPECT_EQ(timing_weights(program, 3).steps[1].weight, uniform.steps[1].weight);
+}
+
 TEST(OnednnPlan, RejectsWrongInputAndMissingQuant) {
   const auto spec = qnas::testing::random_arch("fmnistw-151122-000000", 1, 20);
   const Program program = lower(spec);
