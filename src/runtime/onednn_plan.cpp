@@ -571,7 +571,8 @@ OnednnPlan::~OnednnPlan() = default;
 
 std::vector<float> OnednnPlan::run(const std::vector<float>& image) {
   // The output reorder below runs on the pool too: at the process's count it left a second thread spinning
-  // after every latency-LUT block timed with one thread (a third of the CPU of `latency-lut build --threads 1`).
+  // after every latency-LUT block timed with one thread (a third of the CPU of `latency-lut build --threads
+  // 1`).
   const ScopedOmpThreads scoped(impl_->threads);
   const memory::desc& in = impl_->user_input.get_desc();
   if (image.size() * sizeof(float) != in.get_size()) {

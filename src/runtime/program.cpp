@@ -177,7 +177,9 @@ std::int64_t weight_count(const LayerSpec& layer) {
   return 0;
 }
 
-Weights random_weights(const Program& program, std::uint64_t seed) { return make_weights(program, seed, normal); }
+Weights random_weights(const Program& program, std::uint64_t seed) {
+  return make_weights(program, seed, normal);
+}
 
 Weights timing_weights(const Program& program, std::uint64_t seed) {
   return make_weights(program, seed, uniform_unit_variance);
