@@ -300,6 +300,7 @@ json run_block_lut(Context& c) {
   json fixed = json::object();
   for (const auto& [res, ms] : summary.fixed_latency_ms) fixed[std::to_string(res)] = ms;
   return {{"files", summary.files_written + summary.files_kept},
+          {"files_kept", summary.files_kept},  // written before a kill, read back instead of rebuilt
           {"rows", options.rows},
           {"blocks_measured", summary.blocks_measured},
           {"fixed_latency_ms", fixed}};

@@ -1,5 +1,6 @@
-// `qnas run --preset tiny` killed with SIGKILL twice at seeded random points and started again each time
-// ends with the same results as an uninterrupted run, and never redoes a stage that had finished.
+// `qnas run --preset tiny` killed with SIGKILL twice at seeded random points, then once inside the block-LUT
+// build, and started again each time ends with the same results as an uninterrupted run, and never redoes a
+// stage that had finished.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -120,7 +121,31 @@ TEST(RunPipeline, KilledTwiceItResumesToTheSameResultsWithoutRedoingFinishedStag
     EXPECT_EQ(wait_exit(pid), 128 + SIGKILL)
         << "the run ended before it was killed: lengthen the tiny preset";
   }
+  // A third kill lands inside the block-LUT build once it has written a file: the builder must keep the files
+  // written before a SIGKILL and build only the rest (issue 16's build-lut kill test, through the real CLI).
+  const fs::path lut_dir = killed / "block-lut" / "lut";
+  auto lut_files = [&] {
+    std::size_t n = 0;
+    if (fs::exists(lut_dir))
+      for (const auto& e : fs::directory_iterator(lut_dir)) n += e.path().extension() == ".csv";
+    return n;
+  };
+  {
+    const pid_t pid = start(command(killed), log);
+    int status = 0;
+    bool exited = false;
+    while (!exited && lut_files() == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      exited = waitpid(pid, &status, WNOHANG) == pid;
+    }
+    ASSERT_FALSE(exited) << "the run ended before the block-LUT build was killed:\n" << read_text(log);
+    ::kill(pid, SIGKILL);
+    EXPECT_EQ(wait_exit(pid), 128 + SIGKILL);
+  }
+  const std::size_t files_before_kill = lut_files();
   done_before_last_start = finished_stages(killed);
+  ASSERT_EQ(std::count(done_before_last_start.begin(), done_before_last_start.end(), "block-lut"), 0)
+      << "the block-LUT build finished before the kill";
   std::ofstream(log, std::ios::app) << "\n=== final start ===\n";
   ASSERT_EQ(wait_exit(start(command(killed), log)), 0) << read_text(log);
 
@@ -132,6 +157,17 @@ TEST(RunPipeline, KilledTwiceItResumesToTheSameResultsWithoutRedoingFinishedStag
   }
   EXPECT_FALSE(done_before_last_start.empty()) << "both kills came before the first stage finished";
   EXPECT_EQ(results_of(killed), results_of(reference));
+  {
+    const json state = qnas::read_json_file(killed / "pipeline.json");
+    const json& block_lut = state.at("stages").at("block-lut").at("result");
+    EXPECT_GE(block_lut.at("files_kept").get<std::size_t>(), files_before_kill);
+    EXPECT_GT(block_lut.at("files_kept").get<std::size_t>(), 0u);
+    EXPECT_EQ(block_lut.at("files"), qnas::read_json_file(reference / "pipeline.json")
+                                         .at("stages")
+                                         .at("block-lut")
+                                         .at("result")
+                                         .at("files"));
+  }
   for (const char* f : {"report.md", "report.html", "summary.json", "report-front.svg"})
     EXPECT_TRUE(fs::exists(killed / f)) << f;
   fs::remove_all(cache);
