@@ -78,7 +78,7 @@ json results_of(const fs::path& run_dir) {
   return r;
 }
 
-TEST(RunPipeline, KilledTwiceItResumesToTheSameResultsWithoutRedoingFinishedStages) {
+TEST(RunPipeline, KilledThreeTimesItResumesToTheSameResultsWithoutRedoingFinishedStages) {
   const fs::path cache = scratch("cache"), reference = scratch("reference"), killed = scratch("killed");
   auto command = [&](const fs::path& dir) {
     // One thread: CTest runs another case beside this one on a 2-core CI machine, and two OpenMP pools of two
