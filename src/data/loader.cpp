@@ -65,8 +65,10 @@ bool BatchLoader::next(Batch& batch) {
 
   batch.images = torch::empty({size, dataset_.channels, dataset_.height, dataset_.width}, torch::kFloat32);
   batch.labels = torch::empty({size}, torch::kInt64);
+  batch.indices = torch::empty({size}, torch::kInt64);
   float* images = batch.images.data_ptr<float>();
   std::int64_t* labels = batch.labels.data_ptr<std::int64_t>();
+  std::int64_t* indices = batch.indices.data_ptr<std::int64_t>();
 
   // One generator per batch: any batch can be recomputed from (seed, epoch, batch) alone.
   const std::uint64_t epoch_seed =
@@ -79,6 +81,7 @@ bool BatchLoader::next(Batch& batch) {
     write_image(dataset_.image(index), dataset_.height, dataset_.width, augmentation, normalizer_,
                 images + i * dataset_.image_bytes());
     labels[i] = dataset_.labels[static_cast<std::size_t>(index)];
+    indices[i] = index;
   }
   ++next_batch_;
   return true;

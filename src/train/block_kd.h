@@ -77,10 +77,17 @@ class BlockKd {
   std::filesystem::path block_dir() const { return run_dir_ / "blocks"; }
   // Test hook: the next train_block throws after this many steps (a killed worker).
   void interrupt_after_steps(std::int64_t steps) { interrupt_after_ = steps; }
+  // Test hook: the most bytes of teacher features kept for a stage's blocks (0: recompute every batch).
+  void cache_teacher_features_up_to(std::int64_t bytes) { max_cached_feature_bytes_ = bytes; }
 
  private:
   nn::StageStudent make_student(const space::StageSpace& block) const;
   torch::Tensor images(const std::vector<std::int64_t>& indices) const;
+  // The teacher's input and output of `stage` for the first `count` training images, computed once and
+  // shared by every block of the stage (blocks come stage by stage). Null when they would not fit in
+  // max_cached_feature_bytes_: then each step runs the teacher on its own batch.
+  const std::pair<torch::Tensor, torch::Tensor>* cached_teacher_io(const std::string& stage,
+                                                                  std::int64_t count);
   BlockKdConfig config_;
   Teacher teacher_;
   const data::ImageDataset& train_;
@@ -89,6 +96,10 @@ class BlockKd {
   int resolution_ = 0;
   torch::Device device_;
   std::int64_t interrupt_after_ = -1;
+  std::int64_t max_cached_feature_bytes_;
+  std::string cached_stage_;
+  std::int64_t cached_count_ = 0;
+  std::pair<torch::Tensor, torch::Tensor> cached_io_;
 };
 
 }  // namespace qnas::train

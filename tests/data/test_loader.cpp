@@ -212,6 +212,30 @@ TEST(Loader, EpochsAndSeedsChangeTheOrderButNotTheContent) {
   EXPECT_NE(labels_of(epoch(other_seed, 0)), labels_of(epoch(loader, 0)));
 }
 
+TEST(Loader, EachBatchNamesTheDatasetIndexOfEveryImage) {
+  const ImageDataset dataset = synthetic(50);
+  LoaderOptions options = plain(8);
+  options.shuffle = true;
+  options.seed = 3;
+  const std::vector<std::int64_t> indices = {49, 3, 17, 8, 22, 40, 41, 0, 5, 30, 11};
+  BatchLoader loader(dataset, indices, options);
+  std::vector<std::int64_t> seen;
+  for (const Batch& batch : epoch(loader, 1)) {
+    ASSERT_EQ(batch.indices.scalar_type(), torch::kInt64);
+    ASSERT_EQ(batch.indices.size(0), batch.size());
+    for (std::int64_t b = 0; b < batch.size(); ++b) {
+      const std::int64_t index = batch.indices[b].item<std::int64_t>();
+      seen.push_back(index);
+      EXPECT_FLOAT_EQ(batch.images[b][0][2][3].item<float>(), normalized(dataset.image(index)[2 * 5 + 3]));
+      EXPECT_EQ(batch.labels[b].item<std::int64_t>(), index % 10);
+    }
+  }
+  std::vector<std::int64_t> sorted_seen = seen, sorted_given = indices;
+  std::sort(sorted_seen.begin(), sorted_seen.end());
+  std::sort(sorted_given.begin(), sorted_given.end());
+  EXPECT_EQ(sorted_seen, sorted_given);
+}
+
 TEST(Loader, LastPartialBatchAndDropLast) {
   const ImageDataset dataset = synthetic(10);
   BatchLoader keep(dataset, all_indices(dataset), plain(4));
