@@ -23,8 +23,8 @@ struct LoaderOptions {
 };
 
 struct Batch {
-  torch::Tensor images;  // float32 [B, C, H, W], contiguous, on the CPU
-  torch::Tensor labels;  // int64 [B]
+  torch::Tensor images;   // float32 [B, C, H, W], contiguous, on the CPU
+  torch::Tensor labels;   // int64 [B]
   torch::Tensor indices;  // int64 [B]: the dataset index of each image, for callers that cache per image
   std::int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
 };

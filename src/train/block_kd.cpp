@@ -192,7 +192,7 @@ std::pair<torch::Tensor, torch::Tensor> BlockKd::teacher_io(const std::string& s
 }
 
 const std::pair<torch::Tensor, torch::Tensor>* BlockKd::cached_teacher_io(const std::string& stage,
-                                                                           std::int64_t count) {
+                                                                          std::int64_t count) {
   if (stage == cached_stage_ && count == cached_count_) return &cached_io_;
   const auto [in_channels, out_channels] = teacher_.net->stage_channels(stage);
   // An upper bound: a stage never has more pixels than the input image.

@@ -87,7 +87,7 @@ class BlockKd {
   // shared by every block of the stage (blocks come stage by stage). Null when they would not fit in
   // max_cached_feature_bytes_: then each step runs the teacher on its own batch.
   const std::pair<torch::Tensor, torch::Tensor>* cached_teacher_io(const std::string& stage,
-                                                                  std::int64_t count);
+                                                                   std::int64_t count);
   BlockKdConfig config_;
   Teacher teacher_;
   const data::ImageDataset& train_;
