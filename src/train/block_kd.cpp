@@ -27,9 +27,10 @@ namespace {
 
 constexpr const char* kRunFormat = "qnas-block-kd-1";
 constexpr std::uint64_t kSubStageStream = 31, kInitStream = 32, kOrderStream = 33;
-// Why cache at all: with a short block-KD budget (the quick preset), running the teacher up to the stage
-// again for each of the stage's 25 blocks was a third of every step. 1 GiB holds a few thousand images'
-// features at 28x28; a full-dataset schedule does not fit and recomputes per batch as before.
+// Why cache at all: every block of a stage (25 of them) reads the same teacher input and output, so a cached
+// stage runs the teacher up to it once instead of 25 times. What that saves end to end was not measured
+// (docs/pipeline.md). 1 GiB holds a few thousand images' features at 28x28; a full-dataset schedule does not
+// fit and recomputes per batch as before.
 constexpr std::int64_t kMaxCachedFeatureBytes = std::int64_t{1} << 30;
 
 // The settings that change what a block learns: a run directory must keep them (lut_rows and
