@@ -39,7 +39,8 @@ struct TrainArgs {
   std::string device;
   std::string bits_from;          // a static subnet's per-layer QAT bits
   std::vector<int> elastic_bits;  // QFA: bits as an elastic dimension of the supernet
-  std::string init_from;          // a finished static run whose weights start the supernet
+  std::string activation_quantizer;
+  std::string init_from;  // a finished static run whose weights start the supernet
   int epochs = -1, qat_epochs = -1, threads = 0;
   std::int64_t seed = -1;
 };
@@ -55,6 +56,7 @@ train::TrainConfig make_config(const TrainArgs& a) {
   if (a.qat_epochs >= 0) j["qat_epochs"] = a.qat_epochs;
   if (a.seed >= 0) j["seed"] = a.seed;
   if (!a.device.empty()) j["device"] = a.device;
+  if (!a.activation_quantizer.empty()) j["activation_quantizer"] = a.activation_quantizer;
   if (!a.elastic_bits.empty()) {
     j["elastic_bits"] = a.elastic_bits;
     // Below 4 bits QAT of a deep network diverges without clipping (train::TrainConfig::grad_clip).
@@ -180,6 +182,10 @@ void add_train_command(CLI::App& app) {
       "--elastic-bits", a->elastic_bits,
       "QFA: the supernet's QAT epochs train per-layer weight and activation bits from these (e.g. 2 3 "
       "4); search it with `qnas subnet-search --objective bitops`");
+  cmd->add_option(
+      "--activation-quantizer", a->activation_quantizer,
+      "lsq+ (learned range) or batchquant (QFA's BatchQuant: the batch's range, scaled by learned "
+      "parameters; calibrated with BN at evaluation and deployed as that fixed range)");
   cmd->add_option("--init-from", a->init_from,
                   "a finished `qnas train --subnet` run of this space: the supernet starts from its weights "
                   "(a resumed run starts from its checkpoint)");

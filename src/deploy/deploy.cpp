@@ -189,12 +189,14 @@ TrainedRun load_run(const fs::path& dir) {
   } else if (std::sscanf(run.identity.c_str(), "supernet %127s", space_text) == 1) {
     run.space = space::SearchSpace::parse(space_text);
     run.supernet = nn::Supernet(*run.space);
-    // A QFA supernet has a scale per bit-width, which its checkpoint holds.
-    if (!run.config.elastic_bits.empty()) run.supernet->enable_bit_bank(run.config.elastic_bits);
   } else {
     fail("checkpoint {} holds '{}', which qnas cannot deploy", path.string(), run.identity);
   }
   torch::nn::Module& model = run.is_supernet() ? static_cast<torch::nn::Module&>(*run.supernet) : *run.net;
+  // The checkpoint's parameters follow its activation quantizer, then (QFA) a scale per bit-width.
+  if (run.config.activation_quantizer == "batchquant") quant::use_batch_range(model);
+  if (run.is_supernet() && !run.config.elastic_bits.empty())
+    run.supernet->enable_bit_bank(run.config.elastic_bits);
   try {
     torch::serialize::InputArchive weights;
     archive.read("model", weights);

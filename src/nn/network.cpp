@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "nn/dynamic_ops.h"
+#include "quant/quantizers.h"
 
 namespace qnas::nn {
 
@@ -53,6 +54,7 @@ int recalibrate_batch_norm(NetworkImpl& model, const std::function<bool(torch::T
       bn2->options.momentum(c10::nullopt);  // cumulative average
     }
   }
+  quant::set_batch_range_calibration(model, true);
   torch::NoGradGuard no_grad;
   model.train();
   int used = 0;
@@ -63,6 +65,7 @@ int recalibrate_batch_norm(NetworkImpl& model, const std::function<bool(torch::T
   }
   for (auto& [bn, momentum] : dynamic) bn->momentum = momentum;
   for (auto& [bn, momentum] : plain) bn->options.momentum(momentum);
+  quant::set_batch_range_calibration(model, false);
   model.eval();
   if (used == 0) fail("BN recalibration got no batches: the calibration data is empty");
   return used;

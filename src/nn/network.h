@@ -25,7 +25,8 @@ torch::Tensor resize_images(const torch::Tensor& images, int resolution);
 // BN recalibration: every batch norm under `model` forgets its running statistics, then accumulates the
 // exact mean of the statistics of `batches` batches that `next_images` yields (in training mode, without
 // gradients). Weight sharing leaves the shared running statistics meaningless for any one subnet, so every
-// subnet evaluation needs this first. The model is left in eval mode. Returns the batches used.
+// subnet evaluation needs this first. BatchQuant activation quantizers calibrate their inference range on the
+// same batches (their batch-averaged range). The model is left in eval mode. Returns the batches used.
 int recalibrate_batch_norm(NetworkImpl& model, const std::function<bool(torch::Tensor&)>& next_images,
                            int batches);
 

@@ -29,10 +29,17 @@ void copy_weight_quant(quant::LsqWeightImpl& dst, quant::LsqWeightImpl& src) {
   named_buffer(dst, "initialized").fill_(src.initialized());
 }
 
+// A BatchQuant source gives its calibrated inference range: the extracted network is a plain LSQ+ one
+// whose fake-quant equals the source's in eval mode (both round the same integer zero point).
 void copy_activation_quant(quant::LsqPlusActivationImpl& dst, quant::LsqPlusActivationImpl& src) {
   dst.set_bits(src.bits());
-  dst.scale.copy_(src.scale);
-  dst.offset.copy_(src.offset);
+  if (src.uses_batch_range() && src.bits() != quant::kFloatBits) {
+    dst.scale.fill_(src.effective_scale());
+    dst.offset.fill_(-static_cast<float>(src.zero_point()) * src.effective_scale());
+  } else {
+    dst.scale.copy_(src.scale);
+    dst.offset.copy_(src.offset);
+  }
   named_buffer(dst, "initialized").fill_(src.initialized());
 }
 

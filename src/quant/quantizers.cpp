@@ -31,6 +31,21 @@ torch::Tensor global_range(const torch::Tensor& x) {
   return torch::stack({-range[0], range[1]});
 }
 
+// BatchQuant's range: per channel (dimension 1; a tensor of one or no such dimension is one channel) the
+// minimum and maximum over the batch and positions, widened to include 0, then averaged over the channels.
+// Averaging keeps one outlier channel from widening every channel's grid; including 0 keeps 0 exact (ReLU).
+// Over all ranks: the per-channel extremes are all-reduced before the average.
+torch::Tensor channel_averaged_range(const torch::Tensor& x) {
+  const torch::Tensor t = x.detach();
+  const torch::Tensor per_channel =
+      t.dim() >= 2 ? t.transpose(0, 1).reshape({t.size(1), -1}) : t.reshape({1, -1});
+  const int64_t channels = per_channel.size(0);
+  torch::Tensor extremes = torch::cat({-per_channel.amin(1), per_channel.amax(1)}).clamp_min(0);
+  if (active_collectives) active_collectives->max(extremes);
+  return torch::stack(
+      {-extremes.narrow(0, 0, channels).mean(), extremes.narrow(0, channels, channels).mean()});
+}
+
 // Below 4 bits min-max initialisation leaves most of a bell-shaped tensor in the zero bin (2-bit weights: all
 // of |w| < max/2), the next layer's batch norm then divides by a tiny variance, and the scale's first
 // gradient is large enough to flip its sign (measured: 5.7 -> -289 in one SGD step of a trained network, NaN
@@ -74,16 +89,25 @@ LsqPlusActivationImpl::LsqPlusActivationImpl(int bits) : bits_(bits) {
 }
 
 bool LsqPlusActivationImpl::initialized() const {
-  return read_initialized(initialized_, known_initialized_);
+  // A BatchQuant range always exists: the running statistics start at [0, 1] and follow training.
+  return uses_batch_range() || read_initialized(initialized_, known_initialized_);
 }
 
 void LsqPlusActivationImpl::set_bits(int bits) {
   check_bits(bits, "LSQ+ activation quantizer");
   switch_bank(bits);
   bits_ = bits;
+  if (uses_batch_range()) batch_range->set_bits(bits);
+}
+
+void LsqPlusActivationImpl::use_batch_range() {
+  if (uses_batch_range()) return;
+  if (has_bit_bank()) fail("activation quantizer: BatchQuant mode must be chosen before the bit bank");
+  batch_range = register_module("batch_range", BatchQuantActivation(bits_));
 }
 
 void LsqPlusActivationImpl::enable_bit_bank(const std::vector<int>& bits) {
+  if (uses_batch_range()) return;
   if (!bank_.empty()) fail("LSQ+ activation quantizer: its bit bank is already enabled");
   bank_[8] = {scale, offset, initialized_, known_initialized_};
   for (int b : bits) {
@@ -114,6 +138,7 @@ void LsqPlusActivationImpl::switch_bank(int bits) {
 }
 
 torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
+  if (uses_batch_range()) return batch_range->forward(x);
   if (bits_ == kFloatBits) return x;
   if (!initialized()) {
     torch::NoGradGuard no_grad;
@@ -141,10 +166,12 @@ torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
 }
 
 float LsqPlusActivationImpl::effective_scale() const {
+  if (uses_batch_range()) return batch_range->inference_scale();
   return std::max(std::fabs(scale.item<float>()), quant_contract::kMinScale);
 }
 
 int LsqPlusActivationImpl::zero_point() const {
+  if (uses_batch_range()) return batch_range->inference_zero_point();
   return quant_contract::zero_point_from_offset(offset.item<float>(), effective_scale(), qmax());
 }
 
@@ -247,43 +274,61 @@ void BatchQuantActivationImpl::reset_statistics() {
   batches_seen.zero_();
 }
 
-std::pair<torch::Tensor, torch::Tensor> BatchQuantActivationImpl::scale_and_offset(const torch::Tensor& x) {
-  torch::Tensor lo, hi;
-  if (is_training() || calibrating_) {
-    const torch::Tensor range = global_range(x);
-    lo = range[0].reshape({1});
-    hi = range[1].reshape({1});
-  } else {
-    lo = running_min;
-    hi = running_max;
-  }
+std::pair<torch::Tensor, torch::Tensor> BatchQuantActivationImpl::scale_and_offset_of(
+    const torch::Tensor& lo, const torch::Tensor& hi) const {
   const torch::Tensor multiplier = torch::softplus(multiplier_logit) / std::log(2.0);
-  const torch::Tensor scale = (multiplier * (hi - lo)).clamp_min(1e-8) / qmax();
+  const torch::Tensor scale = (multiplier * (hi - lo)).clamp_min(quant_contract::kMinScale) / qmax();
   return {scale, lo + offset_shift};
 }
 
+std::pair<torch::Tensor, torch::Tensor> BatchQuantActivationImpl::scale_and_offset(const torch::Tensor& x) {
+  if (is_training() || calibrating_) {
+    const torch::Tensor range = channel_averaged_range(x);
+    return scale_and_offset_of(range[0].reshape({1}), range[1].reshape({1}));
+  }
+  return scale_and_offset_of(running_min, running_max);
+}
+
+float BatchQuantActivationImpl::inference_scale() const {
+  torch::NoGradGuard no_grad;
+  const float s = scale_and_offset_of(running_min, running_max).first.item<float>();
+  return std::max(std::fabs(s), quant_contract::kMinScale);
+}
+
+int BatchQuantActivationImpl::inference_zero_point() const {
+  torch::NoGradGuard no_grad;
+  const float offset = scale_and_offset_of(running_min, running_max).second.item<float>();
+  return quant_contract::zero_point_from_offset(offset, inference_scale(), qmax());
+}
+
 torch::Tensor BatchQuantActivationImpl::forward(const torch::Tensor& x) {
-  if (calibrating_) {
+  if (bits_ == kFloatBits) return x;  // the FP32 phase needs no range
+  torch::Tensor lo = running_min, hi = running_max;
+  if (calibrating_ || is_training()) {
     torch::NoGradGuard no_grad;
-    const double n = batches_seen.item<double>();
-    running_min.mul_(n / (n + 1)).add_(x.min() / (n + 1));
-    running_max.mul_(n / (n + 1)).add_(x.max() / (n + 1));
-    batches_seen.add_(1);
-    return x;
+    const torch::Tensor range = channel_averaged_range(x);
+    lo = range[0].reshape({1});
+    hi = range[1].reshape({1});
+    if (calibrating_) {
+      const double n = batches_seen.item<double>();
+      running_min.mul_(n / (n + 1)).add_(lo / (n + 1));
+      running_max.mul_(n / (n + 1)).add_(hi / (n + 1));
+      batches_seen.add_(1);
+    } else {
+      running_min.mul_(1 - momentum_).add_(lo * momentum_);
+      running_max.mul_(1 - momentum_).add_(hi * momentum_);
+    }
   }
-  if (is_training()) {
-    torch::NoGradGuard no_grad;
-    running_min.mul_(1 - momentum_).add_(x.min() * momentum_);
-    running_max.mul_(1 - momentum_).add_(x.max() * momentum_);
-  }
-  if (bits_ == kFloatBits) return x;
-  auto [scale, offset] = scale_and_offset(x);
+  auto [scale, offset] = scale_and_offset_of(lo, hi);
   if (is_training()) {
     const double g = activation_grad_factor(x, qmax());
     scale = grad_scale(scale, g);
     offset = grad_scale(offset, g);
   }
-  return fake_quant_affine(x, scale, offset, 0, qmax());
+  // An integer zero point, as LSQ+ rounds it and the engine stores it (core/quant_contract.h), so the
+  // calibrated network's fake-quant is the deployed one's arithmetic.
+  const torch::Tensor zero_point = torch::clamp(round_pass(-offset / scale), 0, qmax());
+  return fake_quant_zero_point(x, scale, zero_point, qmax());
 }
 
 void set_bits(torch::nn::Module& module, int bits) {
@@ -304,7 +349,27 @@ void enable_bit_bank(torch::nn::Module& module, const std::vector<int>& bits) {
 int count_quantizers(torch::nn::Module& module) {
   int n = 0;
   for (auto& m : module.modules(true)) {
-    n += m->as<LsqPlusActivationImpl>() || m->as<LsqWeightImpl>() || m->as<BatchQuantActivationImpl>();
+    const auto* lsq_plus = m->as<LsqPlusActivationImpl>();
+    n += (lsq_plus && !lsq_plus->uses_batch_range()) || m->as<LsqWeightImpl>() ||
+         m->as<BatchQuantActivationImpl>();
+  }
+  return n;
+}
+
+void use_batch_range(torch::nn::Module& module) {
+  for (auto& m : module.modules(/*include_self=*/true)) {
+    if (auto* a = m->as<LsqPlusActivationImpl>()) a->use_batch_range();
+  }
+}
+
+int set_batch_range_calibration(torch::nn::Module& module, bool on) {
+  int n = 0;
+  for (auto& m : module.modules(/*include_self=*/true)) {
+    if (auto* b = m->as<BatchQuantActivationImpl>()) {
+      if (on) b->reset_statistics();
+      b->set_calibrating(on);
+      ++n;
+    }
   }
   return n;
 }

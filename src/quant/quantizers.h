@@ -3,8 +3,9 @@
 // (2, 3, 4, 8, or 32 = pass-through), so one model serves FP32, uniform INT8 and mixed precision:
 //   - LsqPlusActivation: unsigned b-bit with a learnable scale and offset (LSQ+, Bhalgat et al. 2020);
 //   - LsqWeight: symmetric b-bit, per tensor or per output channel (LSQ, Esser et al. 2020);
-//   - BatchQuantActivation: the range comes from batch statistics, scaled by a learned softplus multiplier
-//     and shifted by a learned offset (BatchQuant, Bai et al. 2021); running statistics serve inference.
+//   - BatchQuantActivation: the range comes from batch statistics (channel-averaged min and max, 0 included),
+//     scaled by a learned softplus multiplier and shifted by a learned offset (BatchQuant, Bai et al. 2021);
+//     statistics averaged over calibration batches serve inference.
 // All use the straight-through estimator for rounding and LSQ's gradient scaling 1/sqrt(N * Qp), and the
 // fused ops of fake_quant_ops.h. Whether a quantizer has been initialised is known on the host (the buffer
 // only carries it through checkpoints), so a training step never waits on a device value.
@@ -31,6 +32,36 @@ struct ScaleBankEntry {
   bool known_initialized = false;
 };
 
+class BatchQuantActivationImpl : public torch::nn::Module {
+ public:
+  explicit BatchQuantActivationImpl(int bits = kFloatBits, double momentum = 0.1);
+  torch::Tensor forward(const torch::Tensor& x);
+  void set_bits(int bits);
+  int bits() const { return bits_; }
+  int qmax() const { return (1 << bits_) - 1; }
+  // In calibration mode forward() quantises with the batch's own range (as in training) and accumulates the
+  // ranges into the running statistics as a cumulative average: call reset_statistics(), run N batches (with
+  // BN recalibration, so batch norm sees the quantised activations it will see), then leave calibration.
+  void set_calibrating(bool on) { calibrating_ = on; }
+  void reset_statistics();
+  // The range used now: batch statistics in training and calibration, running statistics otherwise.
+  std::pair<torch::Tensor, torch::Tensor> scale_and_offset(const torch::Tensor& x);
+  // The inference range (running statistics), as the engine stores it: |scale| and an integer zero point.
+  float inference_scale() const;
+  int inference_zero_point() const;
+
+  torch::Tensor multiplier_logit, offset_shift;  // learned
+  torch::Tensor running_min, running_max, batches_seen;
+
+ private:
+  std::pair<torch::Tensor, torch::Tensor> scale_and_offset_of(const torch::Tensor& lo,
+                                                              const torch::Tensor& hi) const;
+  int bits_;
+  double momentum_;
+  bool calibrating_ = false;
+};
+TORCH_MODULE(BatchQuantActivation);
+
 class LsqPlusActivationImpl : public torch::nn::Module {
  public:
   explicit LsqPlusActivationImpl(int bits = kFloatBits);
@@ -46,8 +77,16 @@ class LsqPlusActivationImpl : public torch::nn::Module {
   // Registers a scale and offset per bit-width in `bits` (other than 8 and 32); see ScaleBankEntry.
   void enable_bit_bank(const std::vector<int>& bits);
   bool has_bit_bank() const { return !bank_.empty(); }
+  // QFA's BatchQuant in place of LSQ+ (`activation_quantizer: batchquant`): forward() delegates to
+  // `batch_range`, and effective_scale() / zero_point() give its calibrated inference range, so every owner
+  // of an activation quantizer (supernet, static network, deploy, export) serves both without a second type.
+  // Call before a checkpoint is loaded (its parameters are the checkpoint's) and before a bit bank: the range
+  // follows the batch at every bit-width, so a bank is not needed.
+  void use_batch_range();
+  bool uses_batch_range() const { return !batch_range.is_empty(); }
 
-  torch::Tensor scale, offset;  // of the current bit-width
+  torch::Tensor scale, offset;  // of the current bit-width (LSQ+ mode)
+  BatchQuantActivation batch_range{nullptr};
 
  private:
   void switch_bank(int bits);
@@ -85,35 +124,17 @@ class LsqWeightImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LsqWeight);
 
-class BatchQuantActivationImpl : public torch::nn::Module {
- public:
-  explicit BatchQuantActivationImpl(int bits = kFloatBits, double momentum = 0.1);
-  torch::Tensor forward(const torch::Tensor& x);
-  void set_bits(int bits);
-  int bits() const { return bits_; }
-  int qmax() const { return (1 << bits_) - 1; }
-  // In calibration mode forward() only accumulates running statistics (cumulative average) and returns x
-  // unquantised: call reset_statistics(), run N batches, then leave calibration.
-  void set_calibrating(bool on) { calibrating_ = on; }
-  void reset_statistics();
-  // The range used now: batch statistics in training, running statistics otherwise.
-  std::pair<torch::Tensor, torch::Tensor> scale_and_offset(const torch::Tensor& x);
-
-  torch::Tensor multiplier_logit, offset_shift;  // learned
-  torch::Tensor running_min, running_max, batches_seen;
-
- private:
-  int bits_;
-  double momentum_;
-  bool calibrating_ = false;
-};
-TORCH_MODULE(BatchQuantActivation);
-
 // Puts every quantizer under `module` into b-bit mode (32 = FP32).
 void set_bits(torch::nn::Module& module, int bits);
 // Gives every LSQ weight and LSQ+ activation quantizer under `module` a bank over `bits` (QFA supernets).
 void enable_bit_bank(torch::nn::Module& module, const std::vector<int>& bits);
-// Counts the quantizers under `module` (for reports and tests).
+// Counts the quantizers under `module` (for reports and tests); an LSQ+ quantizer in BatchQuant mode is one.
 int count_quantizers(torch::nn::Module& module);
+
+// Puts every LSQ+ activation quantizer under `module` into BatchQuant mode (use_batch_range).
+void use_batch_range(torch::nn::Module& module);
+// BatchQuant calibration on or off for every BatchQuant quantizer under `module`; turning it on resets their
+// statistics. Returns how many there are.
+int set_batch_range_calibration(torch::nn::Module& module, bool on);
 
 }  // namespace qnas::quant

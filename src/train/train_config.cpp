@@ -38,6 +38,11 @@ void check_device_name(const std::string& name) {
   if (name != "cpu" && name != "cuda") fail("unknown device '{}': use cpu or cuda", name);
 }
 
+void check_activation_quantizer_name(const std::string& name) {
+  if (name != "lsq+" && name != "batchquant")
+    fail("unknown activation quantizer '{}': use lsq+ or batchquant", name);
+}
+
 namespace {
 
 // Every key of the config, visited once for both directions, so a key cannot be written but not read.
@@ -69,6 +74,7 @@ void visit_train_fields(Config& c, Visit&& visit) {
   visit("device", c.device);
   visit("elastic_bits", c.elastic_bits);
   visit("grad_clip", c.grad_clip);
+  visit("activation_quantizer", c.activation_quantizer);
 }
 
 // Every key of the config, visited once for both directions, so a key cannot be written but not read.
@@ -173,6 +179,7 @@ void TrainConfig::validate() const {
          qat_train_limit);
   if (!(grad_clip >= 0)) fail("grad_clip must be >= 0 (0: off), got {}", grad_clip);
   check_device_name(device);
+  check_activation_quantizer_name(activation_quantizer);
   parse_distillation(distillation);
   if (!elastic_bits.empty()) {
     search::check_elastic_bits(elastic_bits, "elastic_bits");

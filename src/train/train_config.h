@@ -24,6 +24,8 @@ const char* to_string(Distillation distillation);
 
 // "cpu" or "cuda", or a qnas::Error naming both; whether CUDA is there is the trainer's question.
 void check_device_name(const std::string& name);
+// "lsq+" or "batchquant" (TrainConfig::activation_quantizer), or a qnas::Error naming both.
+void check_activation_quantizer_name(const std::string& name);
 
 struct TrainConfig {
   int epochs = 10;     // FP32 epochs
@@ -60,6 +62,11 @@ struct TrainConfig {
   // up layer by layer, and a deep network's first QAT step can diverge (measured at 2 bits: gradients of 1e3
   // at step 0, NaN at step 2); clipping at 5 keeps it finite.
   double grad_clip = 0;
+  // How QAT quantises activations: "lsq+" (a learned scale and offset per tensor) or "batchquant" (QFA's
+  // BatchQuant: the range of each batch, scaled and shifted by learned parameters, which follows the shifting
+  // activations of the subnets and bit-widths a supernet samples; at inference the range averaged over the BN
+  // recalibration batches). A BatchQuant network deploys as LSQ+ with that calibrated range.
+  std::string activation_quantizer = "lsq+";
 
   // Throws qnas::Error naming a key the config does not have or a value out of range.
   static TrainConfig from_json(const nlohmann::json& j);

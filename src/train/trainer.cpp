@@ -129,6 +129,8 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::NetworkImpl> model, con
   config_.validate();
   distillation_ = parse_distillation(config_.distillation);
   if (train_.count == 0 || test_.count == 0) fail("training needs non-empty training and test sets");
+  // Before the bit bank, the optimizer and a checkpoint load: BatchQuant's parameters are all three's.
+  if (config_.activation_quantizer == "batchquant") quant::use_batch_range(*model_);
   if (!config_.elastic_bits.empty()) {
     nn::SupernetImpl* supernet = as_supernet(model_.get());
     if (!supernet)

@@ -10,6 +10,7 @@
 #include "core/quant_contract.h"
 #include "deploy/deploy.h"
 #include "nn/mixed_precision.h"
+#include "nn/supernet.h"
 #include "quant/quantizers.h"
 #include "runtime/onednn_plan.h"
 #include "runtime/reference.h"
@@ -432,6 +433,52 @@ TEST(DeployMixedBits, ARunTrainedInMixedBitsLoadsInThemAndBitsFromChecksWhatItGe
   }
   run.bits = 32;
   EXPECT_THROW(deploy::apply_bits_from(run, *run.net, dir.path / "missing.json"), Error);
+}
+
+// A supernet trained with BatchQuant activations reopens with them (its checkpoint holds their parameters)
+// and deploys as the LSQ+ network of the ranges calibrated with BN, which computes what the supernet computes
+// and which the INT8 lowering takes like any trained network.
+TEST(Deploy, ABatchQuantSupernetRunDeploysAsItsCalibratedRanges) {
+  train_test::TempDir dir("deploy-batchquant");
+  const auto space = space::SearchSpace::parse("fmnistw-000000-000000");
+  torch::manual_seed(4);
+  train::TrainConfig c;
+  c.epochs = 0;
+  c.qat_epochs = 1;
+  c.batch_size = 16;
+  c.bn_batches = 2;
+  c.eval_random_subnets = 0;
+  c.random_subnets = 0;
+  c.activation_quantizer = "batchquant";
+  const data::ImageDataset images = train_test::synthetic(32, 5);
+  train::Trainer(c, std::make_shared<nn::SupernetImpl>(space), images, images, dir.path / "run").run();
+
+  deploy::TrainedRun run = deploy::load_run(dir.path / "run");
+  ASSERT_TRUE(run.is_supernet());
+  EXPECT_TRUE(run.supernet->named_parameters().contains("input_aq.batch_range.multiplier_logit"));
+  nn::StaticNet deployed = deploy::network_to_deploy(run, space::min_subnet(space).encode(), images,
+                                                     data::Normalize::fashion_mnist(), {});
+  int activation_quantizers = 0;
+  for (const auto& m : deployed->modules(false)) {
+    if (const auto* q = m->as<quant::LsqPlusActivationImpl>()) {
+      EXPECT_FALSE(q->uses_batch_range());
+      EXPECT_TRUE(q->initialized());
+      ++activation_quantizers;
+    }
+  }
+  EXPECT_GT(activation_quantizers, 0);
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor x = torch::randn({4, 1, 28, 28});
+    const torch::Tensor a = deployed->forward(x), b = run.supernet->forward(x);
+    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-5)) << (a - b).abs().max().item<float>();
+  }
+  const deploy::DeployedModel m = deploy::lower_network(*deployed, {});
+  EXPECT_EQ(m.quant_source, "lsq+ (trained)");
+  for (const TensorQuant& q : m.quant.tensors) {
+    EXPECT_GE(q.zero_point, 0);
+    EXPECT_LE(q.zero_point, 255);
+  }
 }
 
 TEST(Deploy, BadRunDirectoriesGetOneClearError) {

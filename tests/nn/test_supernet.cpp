@@ -215,6 +215,54 @@ TEST(SupernetBits, MixedBitsReachTheActiveLayersAndExtractionKeepsThem) {
   }
 }
 
+// QFA's BatchQuant in the supernet: the activation quantizers follow each batch in training, calibrate with
+// BN recalibration, and the extracted subnet is a plain LSQ+ network with that calibrated range which
+// computes what the supernet computes, at uniform 8 bits and at random per-layer bits.
+TEST(SupernetBatchQuant, CalibratedSubnetsExtractToLsqPlusNetworksThatComputeTheSame) {
+  torch::manual_seed(12);
+  Supernet net(space::SearchSpace::parse("fmnistw-012345-000000"));
+  const int quantizers = quant::count_quantizers(*net);
+  quant::use_batch_range(*net);
+  net->enable_bit_bank({2, 4});  // weights only: a BatchQuant range follows the batch at every bit-width
+  EXPECT_EQ(quant::count_quantizers(*net), quantizers);
+  EXPECT_FALSE(net->named_parameters().contains("input_aq.scale_b2"));
+  quant::set_bits(*net, 8);
+  const torch::Tensor images = torch::randn({4, 1, 28, 28});
+  warm_up(net, images);
+  Rng rng(5);
+  for (const auto& subnet : {net->sample_max(), net->sample_min(), net->sample_random(rng)}) {
+    const auto spec = space::build_arch_spec(net->space(), subnet);
+    const bool mixed = subnet.encode() != net->sample_max().encode();
+    if (mixed) {
+      net->set_active(subnet, search::qfa_random(spec, {2, 4}, rng));
+    } else {
+      net->set_active(subnet);
+      quant::set_bits(*net, 8);
+    }
+    int batches = 0;
+    const int used = recalibrate_batch_norm(
+        *net,
+        [&](torch::Tensor& x) {
+          x = images;
+          return batches++ < 2;
+        },
+        2);
+    ASSERT_EQ(used, 2);
+    torch::NoGradGuard no_grad;
+    const torch::Tensor expected = net->forward(images);
+    StaticNet extracted = net->extract_active();
+    extracted->eval();
+    for (const auto& m : extracted->modules()) {
+      const auto* q = m->as<quant::LsqPlusActivationImpl>();
+      EXPECT_FALSE(q && q->uses_batch_range());
+    }
+    EXPECT_LT(max_rel_diff(extracted->forward(images), expected), 1e-5) << subnet.encode();
+    // It quantises: the FP32 network computes something else.
+    quant::set_bits(*extracted, quant::kFloatBits);
+    EXPECT_GT(max_rel_diff(extracted->forward(images), expected), 1e-4) << subnet.encode();
+  }
+}
+
 TEST(SupernetBits, LoadingAnExtractedSubnetIsTheInverseOfExtraction) {
   torch::manual_seed(10);
   const auto space = space::SearchSpace::parse("fmnistw-012345-000000");

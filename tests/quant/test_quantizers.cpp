@@ -157,16 +157,21 @@ TEST(LsqWeight, ElasticWidthUsesTheLeadingChannelScales) {
                   "8 channel scales");
 }
 
+// One channel per column of a [N, C] tensor: a column vector is one channel, so its range is min and max.
+torch::Tensor column(std::vector<float> v) {
+  return torch::tensor(v).reshape({static_cast<int64_t>(v.size()), 1});
+}
+
 TEST(BatchQuantActivation, TrainingUsesBatchRangeAndCalibrationFillsRunningStatistics) {
   BatchQuantActivation q(8);
   q->train();
-  const auto x = torch::linspace(-1.0, 3.0, 101).reshape({1, 101});
+  const auto x = torch::linspace(-1.0, 3.0, 101).reshape({101, 1});
   const auto y = q->forward(x);
   EXPECT_LE((y - x).abs().max().item<double>(), 4.0 / 255 / 2 + 1e-6);
   q->reset_statistics();
   q->set_calibrating(true);
-  q->forward(torch::tensor({-1.0f, 1.0f}).reshape({1, 2}));
-  q->forward(torch::tensor({-3.0f, 5.0f}).reshape({1, 2}));
+  q->forward(column({-1.0f, 1.0f}));
+  q->forward(column({-3.0f, 5.0f}));
   q->set_calibrating(false);
   EXPECT_NEAR(q->running_min.item<double>(), -2.0, 1e-6);
   EXPECT_NEAR(q->running_max.item<double>(), 3.0, 1e-6);
@@ -174,6 +179,26 @@ TEST(BatchQuantActivation, TrainingUsesBatchRangeAndCalibrationFillsRunningStati
   const auto [scale, offset] = q->scale_and_offset(x);
   EXPECT_NEAR(scale.item<double>(), 5.0 / 255, 1e-7);
   EXPECT_NEAR(offset.item<double>(), -2.0, 1e-7);
+  // What the engine stores: |scale| and the offset as an integer zero point, round(2 / (5 / 255)) = 102.
+  EXPECT_NEAR(q->inference_scale(), 5.0 / 255, 1e-7);
+  EXPECT_EQ(q->inference_zero_point(), 102);
+}
+
+// QFA's range: per channel the extremes over batch and positions, 0 included, averaged over the channels.
+TEST(BatchQuantActivation, RangeIsTheChannelAverageOfExtremesWithZeroIncluded) {
+  BatchQuantActivation q(8);
+  q->reset_statistics();
+  q->set_calibrating(true);
+  // [N=2, C=2, 1, 1]: channel 0 holds {1, 3} (its range [0, 3] with 0), channel 1 holds {-2, 0.5}.
+  q->forward(torch::tensor({1.0f, -2.0f, 3.0f, 0.5f}).reshape({2, 2, 1, 1}));
+  q->set_calibrating(false);
+  EXPECT_NEAR(q->running_min.item<double>(), (0.0 - 2.0) / 2, 1e-6);
+  EXPECT_NEAR(q->running_max.item<double>(), (3.0 + 0.5) / 2, 1e-6);
+  // In calibration the output is quantised with the batch's range, as in training, so BN recalibration sees
+  // what the quantised network feeds it: -2 lies below [-1, 1.75] and is clipped to it.
+  q->set_calibrating(true);
+  const auto y = q->forward(torch::tensor({1.0f, -2.0f, 3.0f, 0.5f}).reshape({2, 2, 1, 1}));
+  EXPECT_NEAR(y.flatten()[1].item<double>(), -1.0, 2.75 / 255);
 }
 
 TEST(BatchQuantActivation, OffsetGradientCountsOutOfRangeElements) {
@@ -185,12 +210,40 @@ TEST(BatchQuantActivation, OffsetGradientCountsOutOfRangeElements) {
   }
   const std::vector<float> xs = {0.0f, 0.2f, 0.45f, 1.0f};  // range 1 -> scale 0.5 / 3, top of range at 0.5
   const std::vector<float> up = {1.0f, 2.0f, 3.0f, 4.0f};
-  auto x = tensor(xs).requires_grad_(true);
-  (q->forward(x) * tensor(up)).sum().backward();
+  auto x = column(xs).requires_grad_(true);
+  (q->forward(x) * column(up)).sum().backward();
   // Only x = 1.0 lies above the quantised range [0, 0.5]: d/d offset = g * 4.
-  EXPECT_NEAR(q->offset_shift.grad().item<double>(), 4.0 / std::sqrt(4.0 * 3), 1e-6);
-  EXPECT_NEAR(x.grad()[0][3].item<double>(), 0.0, 1e-12);
-  EXPECT_NEAR(x.grad()[0][1].item<double>(), 2.0, 1e-12);
+  EXPECT_NEAR(q->offset_shift.grad().item<double>(), 4.0 / std::sqrt(1.0 * 3), 1e-6);
+  EXPECT_NEAR(x.grad()[3][0].item<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(x.grad()[1][0].item<double>(), 2.0, 1e-12);
+}
+
+// `activation_quantizer: batchquant`: the LSQ+ quantizer a network owns delegates to BatchQuant, counts once,
+// and reports the calibrated range as the engine's scale and zero point.
+TEST(LsqPlusActivation, InBatchQuantModeItFollowsTheBatchAndReportsTheCalibratedRange) {
+  torch::nn::Sequential net(LsqPlusActivation(8));
+  use_batch_range(*net);
+  auto* q = net[0]->as<LsqPlusActivationImpl>();
+  ASSERT_TRUE(q->uses_batch_range());
+  EXPECT_EQ(count_quantizers(*net), 1);
+  EXPECT_TRUE(net->named_parameters().contains("0.batch_range.multiplier_logit"));
+  set_bits(*net, 4);
+  EXPECT_EQ(q->batch_range->bits(), 4);
+  set_bits(*net, 8);
+
+  net->train();
+  const auto x = torch::linspace(-1.0, 3.0, 101).reshape({101, 1});
+  BatchQuantActivation alone(8);
+  alone->train();
+  EXPECT_TRUE(torch::equal(net->forward(x), alone->forward(x)));
+
+  EXPECT_EQ(set_batch_range_calibration(*net, true), 1);
+  net->forward(column({-1.0f, 1.0f}));
+  net->forward(column({-3.0f, 5.0f}));
+  set_batch_range_calibration(*net, false);
+  EXPECT_NEAR(q->effective_scale(), 5.0 / 255, 1e-7);
+  EXPECT_EQ(q->zero_point(), 102);
+  EXPECT_TRUE(q->initialized());
 }
 
 TEST(Quantizers, OneSwitchSetsEveryModuleAndBadBitsAreRefused) {

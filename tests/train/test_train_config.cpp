@@ -87,6 +87,10 @@ TEST(TrainConfig, NumbersMustFitTheirField) {
   EXPECT_CONTAINS(config_with({{"seed", -1}}), "'seed' must be a whole number >= 0 in range");
   EXPECT_CONTAINS(config_with({{"augment", 1}}), "'augment' must be true or false");
   EXPECT_CONTAINS(config_with({{"device", "tpu"}}), "unknown device 'tpu': use cpu or cuda");
+  EXPECT_CONTAINS(config_with({{"activation_quantizer", "minmax"}}),
+                  "unknown activation quantizer 'minmax': use lsq+ or batchquant");
+  EXPECT_EQ(train::TrainConfig::from_json({{"activation_quantizer", "batchquant"}}).activation_quantizer,
+            "batchquant");
   EXPECT_EQ(train::TrainConfig::from_json({{"seed", 18446744073709551615ULL}}).seed, 18446744073709551615ULL);
   EXPECT_DOUBLE_EQ(train::TrainConfig::from_json({{"lr", 1}}).lr, 1.0);  // an integer is a fine double
   EXPECT_CONTAINS(qnas::testing::error_message([] { train::TrainConfig::from_json(json::array()); }),

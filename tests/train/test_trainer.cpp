@@ -213,6 +213,44 @@ TEST(Trainer, ElasticBitsTrainPerLayerBitsAndResume) {
   EXPECT_LT(max_state_diff(*resumed, *reference), 1e-5);
 }
 
+// QFA with BatchQuant activations (`activation_quantizer: batchquant`): the checkpoint holds the BatchQuant
+// parameters and statistics, not LSQ+ scales, and a killed run resumes to the same weights.
+TEST(Trainer, BatchQuantSupernetTrainsAndResumes) {
+  const auto train_set = synthetic(64, 10), test_set = synthetic(32, 11);
+  TempDir straight("batchquant"), killed("batchquant-killed");
+  auto config = tiny_config();
+  config.epochs = 1;
+  config.qat_epochs = 1;
+  config.elastic_bits = {2, 4};
+  config.grad_clip = 5;
+  config.activation_quantizer = "batchquant";
+  auto reference = fresh_supernet();
+  const auto logs = train::Trainer(config, reference, train_set, test_set, straight.path).run();
+  ASSERT_EQ(logs.size(), 2u);
+  EXPECT_TRUE(std::isfinite(logs[1].loss) && std::isfinite(logs[1].distill));
+  for (const auto& e : logs[1].eval) EXPECT_GT(e.accuracy, 0.0) << e.name;
+  const auto params = reference->named_parameters();
+  EXPECT_TRUE(params.contains("input_aq.batch_range.multiplier_logit"));
+  EXPECT_FALSE(params.contains("input_aq.scale_b2"));
+  // The weights keep their bank (a scale per bit-width); activations need none.
+  int weight_banks = 0, activation_banks = 0;
+  for (const auto& p : params) {
+    if (p.key().find("scale_b2") == std::string::npos) continue;
+    ++(p.key().find("_aq.") == std::string::npos ? weight_banks : activation_banks);
+  }
+  EXPECT_GT(weight_banks, 0);
+  EXPECT_EQ(activation_banks, 0);
+  {
+    auto model = fresh_supernet();
+    train::Trainer trainer(config, model, train_set, test_set, killed.path);
+    trainer.interrupt_after_steps(6);  // in the QAT epoch
+    EXPECT_THROW(trainer.run(), train::TrainingInterrupted);
+  }
+  auto resumed = fresh_supernet();
+  train::Trainer(config, resumed, train_set, test_set, killed.path).run();
+  EXPECT_LT(max_state_diff(*resumed, *reference), 1e-5);
+}
+
 TEST(Trainer, ADivergingRunStopsWithAClearError) {
   const auto train_set = synthetic(64, 1), test_set = synthetic(16, 2);
   TempDir dir("diverge");
