@@ -37,10 +37,15 @@ torch::Tensor global_range(const torch::Tensor& x) {
 // Over all ranks: the per-channel extremes are all-reduced before the average.
 torch::Tensor channel_averaged_range(const torch::Tensor& x) {
   const torch::Tensor t = x.detach();
-  const torch::Tensor per_channel =
-      t.dim() >= 2 ? t.transpose(0, 1).reshape({t.size(1), -1}) : t.reshape({1, -1});
-  const int64_t channels = per_channel.size(0);
-  torch::Tensor extremes = torch::cat({-per_channel.amin(1), per_channel.amax(1)}).clamp_min(0);
+  // Reduced in place over every dimension but the channels (no transposed copy of the activation).
+  std::vector<int64_t> others;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (d != 1 || t.dim() < 2) others.push_back(d);
+  }
+  const int64_t channels = t.dim() >= 2 ? t.size(1) : 1;
+  const torch::Tensor lo = t.dim() == 0 ? t.reshape({1}) : t.amin(others).reshape({channels});
+  const torch::Tensor hi = t.dim() == 0 ? t.reshape({1}) : t.amax(others).reshape({channels});
+  torch::Tensor extremes = torch::cat({-lo, hi}).clamp_min(0);
   if (active_collectives) active_collectives->max(extremes);
   return torch::stack(
       {-extremes.narrow(0, 0, channels).mean(), extremes.narrow(0, channels, channels).mean()});
