@@ -20,7 +20,9 @@ struct DeployArgs {
   std::string bits_from;  // a bit assignment for a run trained at 8 bits (deploy::apply_bits_from)
 };
 void add_deploy_options(CLI::App& cmd, DeployArgs& a, bool with_subnet = true);
-void export_trained_onnx(const DeployArgs& a, const std::string& precision, const std::string& out);
+// int4_weights: exporter::OnnxOptions::int4_weights (weights trained at 4 bits or fewer stored as INT4).
+void export_trained_onnx(const DeployArgs& a, const std::string& precision, const std::string& out,
+                         bool int4_weights = false);
 
 void add_eval_command(CLI::App& app);
 

@@ -206,7 +206,8 @@ void add_deploy_options(CLI::App& cmd, DeployArgs& a, bool with_subnet) {
                  "trained at 8 bits, keeping its trained ranges");
 }
 
-void export_trained_onnx(const DeployArgs& a, const std::string& precision, const std::string& out) {
+void export_trained_onnx(const DeployArgs& a, const std::string& precision, const std::string& out,
+                         bool int4_weights) {
   deploy::TrainedRun run = deploy::load_run(a.run_dir);
   const data::ImageDataset train = data::load_fashion_mnist(a.data_dir, "train");
   const data::Normalize normalize = data::Normalize::fashion_mnist();
@@ -215,10 +216,13 @@ void export_trained_onnx(const DeployArgs& a, const std::string& precision, cons
   exporter::OnnxOptions options;
   options.precision = runtime::parse_precision(precision);
   options.metadata = deploy::export_metadata(m, train, normalize, precision);
+  options.int4_weights = int4_weights;
   exporter::write_onnx(out, m.program, m.weights, &m.quant, options);
-  std::printf("wrote %s (%s, %s, INT8 from %s, input 1x%d, BN folded, passes the ONNX checker)\n",
-              out.c_str(), m.spec.subnet.c_str(), precision.c_str(), m.quant_source.c_str(),
-              m.program.resolution);
+  std::printf("wrote %s (%s, %s%s, INT8 from %s, input 1x%d, BN folded, %s)\n", out.c_str(),
+              m.spec.subnet.c_str(), precision.c_str(),
+              int4_weights ? " with INT4 weights where they fit" : "", m.quant_source.c_str(),
+              m.program.resolution,
+              int4_weights ? "its INT8 form passes the ONNX checker, opset 21" : "passes the ONNX checker");
 }
 
 void add_eval_command(CLI::App& app) {

@@ -183,6 +183,7 @@ void add_export_commands(CLI::App& app, CLI::App& profile) {
   static ModelChoice model;
   static std::string precision = "int8", out;
   static std::uint64_t seed = 1;
+  static bool int4_weights = false;
   auto* exp = app.add_subcommand("export", "Export a network");
   exp->require_subcommand(1);
   auto* onnx = exp->add_subcommand(
@@ -198,12 +199,20 @@ void add_export_commands(CLI::App& app, CLI::App& profile) {
 #ifdef QNAS_HAVE_DEPLOY
   static DeployArgs trained;
   add_deploy_options(*onnx, trained, /*with_subnet=*/false);
+  onnx->add_flag(
+      "--int4-weights", int4_weights,
+      "with --run-dir and --precision int8: weights trained at 4 bits or fewer stored as INT4 (opset "
+      "21; size only, the same codes)");
   onnx->callback([] {
-    if (trained.run_dir.empty()) return run_export(model, precision, out, seed);
+    if (trained.run_dir.empty()) {
+      if (int4_weights)
+        fail("--int4-weights needs a trained run (--run-dir) with weights of 4 bits or fewer");
+      return run_export(model, precision, out, seed);
+    }
     if (!model.model.empty() || !model.space.empty())
       fail("--run-dir exports a trained run: drop --model/--space");
     trained.subnet = model.subnet;  // --subnet: for a supernet run, the subnet to export (default the max)
-    export_trained_onnx(trained, precision, out);
+    export_trained_onnx(trained, precision, out, int4_weights);
   });
 #else
   onnx->callback([] { run_export(model, precision, out, seed); });

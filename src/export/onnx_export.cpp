@@ -1,5 +1,6 @@
 #include "export/onnx_export.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <filesystem>
@@ -15,6 +16,11 @@
 namespace qnas::exporter {
 namespace {
 
+// TensorProto::INT4 of ONNX >= 1.16 (opset 21); Debian's ONNX 1.12 headers predate it. data_type is a plain
+// int32 field, so the value serialises as it is.
+constexpr int kOnnxInt4 = 22;
+constexpr int kInt4Opset = 21;
+
 using runtime::Activation;
 using runtime::OpKind;
 using runtime::Step;
@@ -22,8 +28,8 @@ using runtime::Step;
 class GraphBuilder {
  public:
   GraphBuilder(onnx::GraphProto& graph, const runtime::Program& program, const runtime::Weights& weights,
-               const runtime::QuantParams* quant)
-      : g_(graph), program_(program), weights_(weights), quant_(quant) {}
+               const runtime::QuantParams* quant, bool int4_weights)
+      : g_(graph), program_(program), weights_(weights), quant_(quant), int4_weights_(int4_weights) {}
 
   void build() {
     const auto& in = program_.tensors[program_.input];
@@ -102,6 +108,41 @@ class GraphBuilder {
     return t->name();
   }
 
+  // INT4 codes, two per byte, the first in the low nibble (ONNX's packing); the same for the zero points.
+  std::string initializer_int4(const std::string& stem, const std::vector<int64_t>& dims,
+                               const std::vector<int8_t>& v) {
+    onnx::TensorProto* t = g_.add_initializer();
+    t->set_name(fresh(stem));
+    t->set_data_type(kOnnxInt4);
+    for (auto d : dims) t->add_dims(d);
+    std::string packed((v.size() + 1) / 2, '\0');
+    for (size_t i = 0; i < v.size(); ++i) {
+      const auto nibble = static_cast<unsigned char>(v[i] & 0x0F);
+      packed[i / 2] =
+          static_cast<char>(static_cast<unsigned char>(packed[i / 2]) | (i % 2 ? nibble << 4 : nibble));
+    }
+    t->set_raw_data(packed);
+    return t->name();
+  }
+
+  // A per-channel weight behind its DequantizeLinear: INT4 when asked and every code fits, else INT8.
+  std::string dequantized_weight(const std::string& stem, const std::vector<int64_t>& dims,
+                                 const std::vector<int8_t>& codes, const std::vector<float>& scales) {
+    const auto cout = static_cast<int64_t>(scales.size());
+    const bool fits_int4 =
+        int4_weights_ && std::all_of(codes.begin(), codes.end(), [](int8_t c) { return c >= -7 && c <= 7; });
+    const std::vector<int8_t> zeros(static_cast<size_t>(cout), 0);
+    const std::string wq = fits_int4 ? initializer_int4(stem, dims, codes)
+                                     : initializer_int<int8_t>(stem, onnx::TensorProto::INT8, dims, codes);
+    const std::string ws = initializer_f32(stem + "_scale", {cout}, scales);
+    const std::string wz =
+        fits_int4 ? initializer_int4(stem + "_zp", {cout}, zeros)
+                  : initializer_int<int8_t>(stem + "_zp", onnx::TensorProto::INT8, {cout}, zeros);
+    const std::string w = fresh(stem + "_dq");
+    attr_int(add_node("DequantizeLinear", {wq, ws, wz}, {w}), "axis", 0);
+    return w;
+  }
+
   // Q -> DQ of a float tensor with one tensor's scale, zero point and type: what the runtime does when it
   // stores that tensor as u8/s8 (core/quant_contract.h).
   std::string qdq(const std::string& x, const runtime::TensorQuant& q) {
@@ -178,13 +219,7 @@ class GraphBuilder {
     const std::vector<int64_t> wdims{cout, depthwise ? 1 : cin, kernel, kernel};
     std::string w, b;
     if (int8()) {
-      const std::vector<int8_t> codes(qweight->begin(), qweight->end());
-      const std::string wq = initializer_int<int8_t>("w", onnx::TensorProto::INT8, wdims, codes);
-      const std::string ws = initializer_f32("w_scale", {cout}, *wscale);
-      const std::string wz = initializer_int<int8_t>("w_zp", onnx::TensorProto::INT8, {cout},
-                                                     std::vector<int8_t>(static_cast<size_t>(cout), 0));
-      w = fresh("w_dq");
-      attr_int(add_node("DequantizeLinear", {wq, ws, wz}, {w}), "axis", 0);
+      w = dequantized_weight("w", wdims, *qweight, *wscale);
       std::vector<int32_t> bq(static_cast<size_t>(cout));
       std::vector<float> bs(static_cast<size_t>(cout));
       for (int c = 0; c < cout; ++c) {
@@ -277,13 +312,7 @@ class GraphBuilder {
         const std::vector<int64_t> dims{l.cout, l.cin};
         std::string wname, bname;
         if (int8()) {
-          const std::vector<int8_t> codes(q->weight.begin(), q->weight.end());
-          const std::string wq = initializer_int<int8_t>("fc_w", onnx::TensorProto::INT8, dims, codes);
-          const std::string ws = initializer_f32("fc_w_scale", {l.cout}, q->weight_scale);
-          const std::string wz = initializer_int<int8_t>("fc_w_zp", onnx::TensorProto::INT8, {l.cout},
-                                                         std::vector<int8_t>(static_cast<size_t>(l.cout), 0));
-          wname = fresh("fc_w_dq");
-          attr_int(add_node("DequantizeLinear", {wq, ws, wz}, {wname}), "axis", 0);
+          wname = dequantized_weight("fc_w", dims, q->weight, q->weight_scale);
         } else {
           wname = initializer_f32("fc_w", dims, w.weight);
         }
@@ -300,6 +329,7 @@ class GraphBuilder {
   const runtime::Program& program_;
   const runtime::Weights& weights_;
   const runtime::QuantParams* quant_;
+  bool int4_weights_;
   std::vector<std::string> names_;
   std::map<std::string, std::array<std::string, 3>> dq_inputs_;  // DQ output -> its codes, scale, zero point
   std::set<std::string> consumed_;                               // DQ outputs that have a reader
@@ -312,14 +342,22 @@ std::string export_onnx(const runtime::Program& program, const runtime::Weights&
                         const runtime::QuantParams* quant, const OnnxOptions& options) {
   const bool int8 = options.precision == runtime::Precision::kInt8;
   if (int8 && !quant) fail("an INT8 ONNX export needs quantisation parameters (calibrate first)");
+  if (options.int4_weights) {
+    if (!int8) fail("INT4 weights need an INT8 export (--precision int8)");
+    // The checker sees the INT8 form (same graph, same codes); the INT4 form differs only in how the small
+    // weights are stored and in the opset.
+    OnnxOptions checked = options;
+    checked.int4_weights = false;
+    (void)export_onnx(program, weights, quant, checked);
+  }
   if (weights.steps.size() != program.steps.size()) fail("weights do not belong to this network");
   onnx::ModelProto model;
-  model.set_ir_version(8);
+  model.set_ir_version(options.int4_weights ? 10 : 8);  // INT4 and opset 21 came with IR version 10
   model.set_producer_name("qnas");
   model.set_producer_version("0.1.0");
   auto* opset = model.add_opset_import();
   opset->set_domain("");
-  opset->set_version(options.opset);
+  opset->set_version(options.int4_weights ? std::max(options.opset, kInt4Opset) : options.opset);
   for (const auto& [key, value] : options.metadata) {
     auto* prop = model.add_metadata_props();
     prop->set_key(key);
@@ -327,10 +365,10 @@ std::string export_onnx(const runtime::Program& program, const runtime::Weights&
   }
   onnx::GraphProto* graph = model.mutable_graph();
   graph->set_name(options.graph_name);
-  GraphBuilder(*graph, program, weights, int8 ? quant : nullptr).build();
+  GraphBuilder(*graph, program, weights, int8 ? quant : nullptr, options.int4_weights).build();
   std::string bytes;
   if (!model.SerializeToString(&bytes)) fail("could not serialize the ONNX model");
-  check_onnx(bytes, "exported model");
+  if (!options.int4_weights) check_onnx(bytes, "exported model");
   return bytes;
 }
 

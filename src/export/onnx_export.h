@@ -16,6 +16,12 @@ namespace qnas::exporter {
 struct OnnxOptions {
   runtime::Precision precision = runtime::Precision::kFp32;
   int opset = 17;
+  // INT8 only: a weight tensor whose codes all lie in [-7, 7] (trained at 4 bits or fewer) is stored as INT4
+  // (two codes per byte) behind its DequantizeLinear, which needs opset 21 (raised to it). Size only: the
+  // codes and what the graph computes are those of the INT8 export. Debian's ONNX 1.12 checker knows neither
+  // INT4 nor opset 21, so the INT8 form of the same graph is what passes the checker; ONNX Runtime >= 1.18
+  // runs INT4.
+  bool int4_weights = false;
   std::string graph_name = "qnas";
   // Written as the model's metadata_props: what a deployer needs besides the graph (input shape,
   // normalisation, class names, space and subnet encodings, qnas version).

@@ -20,6 +20,7 @@
 #include <onnx/onnx_pb.h>
 
 #include "export/onnx_export.h"
+#include "export/ort_harness.h"
 #endif
 #include "train_test_util.h"
 
@@ -365,6 +366,30 @@ TEST(DeployMixedBits, AFourBitLayerDeploysAsTheIntegersItsFakeQuantUses) {
     }
     EXPECT_EQ(found, 1) << "the 4-bit layer's codes as one INT8 initializer";
   }
+  // With int4_weights the same codes are stored as INT4 (two per byte, low nibble first) at opset 21; the
+  // 8-bit layers stay INT8.
+  {
+    exporter::OnnxOptions options;
+    options.precision = runtime::Precision::kInt8;
+    options.int4_weights = true;
+    onnx::ModelProto model;
+    ASSERT_TRUE(model.ParseFromString(exporter::export_onnx(m.program, m.weights, &m.quant, options)));
+    EXPECT_EQ(model.opset_import(0).version(), 21);
+    int int4 = 0, same = 0;
+    for (const auto& t : model.graph().initializer()) {
+      if (t.data_type() != 22) continue;  // INT4
+      ++int4;
+      if (t.raw_data().size() != (q.weight.size() + 1) / 2) continue;
+      bool equal = true;
+      for (size_t i = 0; i < q.weight.size(); ++i) {
+        const int nibble = (static_cast<unsigned char>(t.raw_data()[i / 2]) >> (i % 2 ? 4 : 0)) & 0x0F;
+        equal = equal && (nibble >= 8 ? nibble - 16 : nibble) == q.weight[i];
+      }
+      same += equal;
+    }
+    EXPECT_EQ(int4, 2) << "the 4-bit layer's weights and their zero points";
+    EXPECT_EQ(same, 1);
+  }
 #endif
   // An 8-bit layer beside it is unchanged: codes up to 127.
   int widest = 0;
@@ -372,6 +397,61 @@ TEST(DeployMixedBits, AFourBitLayerDeploysAsTheIntegersItsFakeQuantUses) {
     widest = std::max(widest, std::abs(static_cast<int>(c)));
   EXPECT_GT(widest, 7);
 }
+
+#ifdef QNAS_HAVE_ONNX
+// ONNX Runtime runs the INT4-weight export (opset 21) and computes what the INT8 export of the same codes
+// computes (three middle layers with 4-bit weights; the rest 8 bits).
+TEST(DeployMixedBits, OnnxRuntimeRunsTheInt4WeightExportLikeTheInt8One) {
+  const std::string harness = exporter::default_ort_harness();
+  if (!std::filesystem::exists(std::filesystem::path(harness).parent_path() / "node_modules" /
+                               "onnxruntime-node"))
+    GTEST_SKIP() << "onnxruntime-node is not installed (scripts/setup.sh installs it)";
+  nn::StaticNet net = initialised_int8_net();
+  auto bits = space::BitAssignment::uniform(net->spec(), 8, 8);
+  const auto ql = space::quant_layers(net->spec());
+  for (size_t i = ql.size() / 2; i < ql.size() / 2 + 3; ++i) bits.layers[i] = {4, 8};  // three middle layers
+  nn::apply_bits(*net, bits);
+  const deploy::DeployedModel m = deploy::lower_network(*net, {});
+  train_test::TempDir dir("deploy-int4-ort");
+  std::filesystem::create_directories(dir.path);
+  const auto in = m.program.tensors[static_cast<size_t>(m.program.input)];
+  const std::string images = (dir.path / "images.f32").string();
+  {
+    torch::manual_seed(3);
+    const torch::Tensor x = torch::randn({4, in.channels * in.hw * in.hw}).contiguous();
+    std::ofstream out(images, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(x.data_ptr<float>()),
+              static_cast<std::streamsize>(x.numel() * 4));
+  }
+  std::vector<std::vector<std::vector<float>>> logits;
+  for (const bool int4 : {false, true}) {
+    exporter::OnnxOptions options;
+    options.precision = runtime::Precision::kInt8;
+    options.int4_weights = int4;
+    const std::string model = (dir.path / (int4 ? "int4.onnx" : "int8.onnx")).string();
+    exporter::write_onnx(model, m.program, m.weights, &m.quant, options);
+    const auto result = exporter::run_ort_harness(harness, model, images, m.program, 1, 50);
+    logits.emplace_back();
+    for (const auto& o : result.at("outputs")) logits.back().push_back(o.get<std::vector<float>>());
+  }
+  ASSERT_EQ(logits[0].size(), 4u);
+  ASSERT_EQ(logits[1].size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& a = logits[0][i];
+    const auto& b = logits[1][i];
+    float range = 0, worst = 0;
+    for (size_t k = 0; k < a.size(); ++k) {
+      range = std::max(range, std::fabs(a[k]));
+      worst = std::max(worst, std::fabs(a[k] - b[k]));
+    }
+    EXPECT_LE(worst, 0.02f * range) << "image " << i;  // measured: 0, the logits are the same
+  }
+  // The images are told apart (the comparison is not of a constant output), and INT4 storage is smaller.
+  EXPECT_NE(logits[0][0], logits[0][1]);
+  EXPECT_LT(std::filesystem::file_size(dir.path / "int4.onnx"),
+            std::filesystem::file_size(dir.path / "int8.onnx"));
+}
+#endif
 
 TEST(DeployMixedBits, ARunTrainedInMixedBitsLoadsInThemAndBitsFromChecksWhatItGets) {
   train_test::TempDir dir("deploy-mixed-run");
