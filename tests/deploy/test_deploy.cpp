@@ -22,6 +22,7 @@
 #include "export/onnx_export.h"
 #include "export/ort_harness.h"
 #endif
+#include "test_util.h"
 #include "train_test_util.h"
 
 namespace qnas {
@@ -389,6 +390,11 @@ TEST(DeployMixedBits, AFourBitLayerDeploysAsTheIntegersItsFakeQuantUses) {
     }
     EXPECT_EQ(int4, 2) << "the 4-bit layer's weights and their zero points";
     EXPECT_EQ(same, 1);
+    options.precision = runtime::Precision::kFp32;
+    EXPECT_NE(qnas::testing::error_message([&] {
+                exporter::export_onnx(m.program, m.weights, &m.quant, options);
+              }).find("INT4 weights need an INT8 export"),
+              std::string::npos);
   }
 #endif
   // An 8-bit layer beside it is unchanged: codes up to 127.
