@@ -59,6 +59,21 @@ double max_state_diff(torch::nn::Module& a, torch::nn::Module& b) {
   return diff;
 }
 
+// A fresh supernet's run of `config`, killed after `steps` steps and started again in `dir`, ends with the
+// weights and buffers of `reference` (the same run uninterrupted).
+void expect_resumed_run_ends_like(torch::nn::Module& reference, const train::TrainConfig& config,
+                                  const data::ImageDataset& train_set, const data::ImageDataset& test_set,
+                                  const fs::path& dir, int steps) {
+  {
+    train::Trainer trainer(config, fresh_supernet(), train_set, test_set, dir);
+    trainer.interrupt_after_steps(steps);
+    EXPECT_THROW(trainer.run(), train::TrainingInterrupted);
+  }
+  auto resumed = fresh_supernet();
+  train::Trainer(config, resumed, train_set, test_set, dir).run();
+  EXPECT_LT(max_state_diff(*resumed, reference), 1e-5);
+}
+
 TEST(Trainer, KilledAndResumedRunEndsWithTheSameWeights) {
   const auto train_set = synthetic(96, 1), test_set = synthetic(32, 2);  // 6 steps per epoch
   TempDir straight("straight"), killed("killed");
@@ -202,15 +217,7 @@ TEST(Trainer, ElasticBitsTrainPerLayerBitsAndResume) {
   const auto params = reference->named_parameters();
   EXPECT_TRUE(params.contains("input_aq.scale_b2") && params.contains("input_aq.scale_b4"));
 
-  {
-    auto model = fresh_supernet();
-    train::Trainer trainer(config, model, train_set, test_set, killed.path);
-    trainer.interrupt_after_steps(6);  // in the QAT epoch
-    EXPECT_THROW(trainer.run(), train::TrainingInterrupted);
-  }
-  auto resumed = fresh_supernet();
-  train::Trainer(config, resumed, train_set, test_set, killed.path).run();
-  EXPECT_LT(max_state_diff(*resumed, *reference), 1e-5);
+  expect_resumed_run_ends_like(*reference, config, train_set, test_set, killed.path, 6);  // in the QAT epoch
 }
 
 // QFA with BatchQuant activations (`activation_quantizer: batchquant`): the checkpoint holds the BatchQuant
@@ -240,15 +247,7 @@ TEST(Trainer, BatchQuantSupernetTrainsAndResumes) {
   }
   EXPECT_GT(weight_banks, 0);
   EXPECT_EQ(activation_banks, 0);
-  {
-    auto model = fresh_supernet();
-    train::Trainer trainer(config, model, train_set, test_set, killed.path);
-    trainer.interrupt_after_steps(6);  // in the QAT epoch
-    EXPECT_THROW(trainer.run(), train::TrainingInterrupted);
-  }
-  auto resumed = fresh_supernet();
-  train::Trainer(config, resumed, train_set, test_set, killed.path).run();
-  EXPECT_LT(max_state_diff(*resumed, *reference), 1e-5);
+  expect_resumed_run_ends_like(*reference, config, train_set, test_set, killed.path, 6);  // in the QAT epoch
 }
 
 TEST(Trainer, ADivergingRunStopsWithAClearError) {
