@@ -192,11 +192,8 @@ TrainedRun load_run(const fs::path& dir) {
   } else {
     fail("checkpoint {} holds '{}', which qnas cannot deploy", path.string(), run.identity);
   }
-  torch::nn::Module& model = run.is_supernet() ? static_cast<torch::nn::Module&>(*run.supernet) : *run.net;
-  // The checkpoint's parameters follow its activation quantizer, then (QFA) a scale per bit-width.
-  if (run.config.activation_quantizer == "batchquant") quant::use_batch_range(model);
-  if (run.is_supernet() && !run.config.elastic_bits.empty())
-    run.supernet->enable_bit_bank(run.config.elastic_bits);
+  nn::NetworkImpl& model = run.is_supernet() ? static_cast<nn::NetworkImpl&>(*run.supernet) : *run.net;
+  train::add_configured_quantizer_parameters(run.config, model);
   try {
     torch::serialize::InputArchive weights;
     archive.read("model", weights);

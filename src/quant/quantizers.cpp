@@ -294,16 +294,19 @@ std::pair<torch::Tensor, torch::Tensor> BatchQuantActivationImpl::scale_and_offs
   return scale_and_offset_of(running_min, running_max);
 }
 
-float BatchQuantActivationImpl::inference_scale() const {
+std::pair<float, float> BatchQuantActivationImpl::inference_scale_and_offset() const {
   torch::NoGradGuard no_grad;
-  const float s = scale_and_offset_of(running_min, running_max).first.item<float>();
-  return std::max(std::fabs(s), quant_contract::kMinScale);
+  const auto [scale, offset] = scale_and_offset_of(running_min, running_max);
+  return {std::max(std::fabs(scale.item<float>()), quant_contract::kMinScale), offset.item<float>()};
+}
+
+float BatchQuantActivationImpl::inference_scale() const {
+  return inference_scale_and_offset().first;
 }
 
 int BatchQuantActivationImpl::inference_zero_point() const {
-  torch::NoGradGuard no_grad;
-  const float offset = scale_and_offset_of(running_min, running_max).second.item<float>();
-  return quant_contract::zero_point_from_offset(offset, inference_scale(), qmax());
+  const auto [scale, offset] = inference_scale_and_offset();
+  return quant_contract::zero_point_from_offset(offset, scale, qmax());
 }
 
 torch::Tensor BatchQuantActivationImpl::forward(const torch::Tensor& x) {

@@ -56,6 +56,8 @@ class BatchQuantActivationImpl : public torch::nn::Module {
  private:
   std::pair<torch::Tensor, torch::Tensor> scale_and_offset_of(const torch::Tensor& lo,
                                                               const torch::Tensor& hi) const;
+  // |scale| (at least the contract's minimum) and offset of the running statistics, as host values.
+  std::pair<float, float> inference_scale_and_offset() const;
   int bits_;
   double momentum_;
   bool calibrating_ = false;

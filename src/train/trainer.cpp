@@ -108,6 +108,16 @@ double recalibrated_accuracy(nn::NetworkImpl& model, data::BatchLoader& calibrat
   return seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
 }
 
+void add_configured_quantizer_parameters(const TrainConfig& config, nn::NetworkImpl& model) {
+  // BatchQuant first: an activation quantizer in BatchQuant mode takes no bit bank.
+  if (config.activation_quantizer == "batchquant") quant::use_batch_range(model);
+  if (config.elastic_bits.empty()) return;
+  nn::SupernetImpl* supernet = as_supernet(&model);
+  if (!supernet)
+    fail("elastic_bits needs a supernet: a static network trains one bit assignment (--bits-from)");
+  supernet->enable_bit_bank(config.elastic_bits);
+}
+
 data::LoaderOptions bn_calibration_options(const TrainConfig& config) {
   data::LoaderOptions options;
   options.batch_size = config.batch_size;
@@ -129,15 +139,8 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::NetworkImpl> model, con
   config_.validate();
   distillation_ = parse_distillation(config_.distillation);
   if (train_.count == 0 || test_.count == 0) fail("training needs non-empty training and test sets");
-  // Before the bit bank, the optimizer and a checkpoint load: BatchQuant's parameters are all three's.
-  if (config_.activation_quantizer == "batchquant") quant::use_batch_range(*model_);
-  if (!config_.elastic_bits.empty()) {
-    nn::SupernetImpl* supernet = as_supernet(model_.get());
-    if (!supernet)
-      fail("elastic_bits needs a supernet: a static network trains one bit assignment (--bits-from)");
-    // Before the optimizer collects the parameters and a checkpoint is loaded: the bank's scales are both.
-    supernet->enable_bit_bank(config_.elastic_bits);
-  }
+  // Before the optimizer collects the parameters and a checkpoint is loaded: these are both's.
+  add_configured_quantizer_parameters(config_, *model_);
   model_->to(device_);
   // Weight decay on conv and linear weights only: not on BN, biases or quantizer scales.
   std::vector<torch::Tensor> decay, no_decay;

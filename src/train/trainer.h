@@ -127,6 +127,12 @@ CheckpointMeta open_checkpoint(const std::filesystem::path& path, torch::seriali
 double recalibrated_accuracy(nn::NetworkImpl& model, data::BatchLoader& calibration, int bn_batches,
                              data::BatchLoader& eval, const torch::Device& device = torch::kCPU);
 
+// The quantizer parameters a run of `config` trains and its checkpoint holds, added to a freshly built
+// `model`: BatchQuant activations (`activation_quantizer`), then a QFA supernet's scale per bit-width
+// (`elastic_bits`; a static network is refused). The trainer and every reader of a checkpoint call it before
+// loading one.
+void add_configured_quantizer_parameters(const TrainConfig& config, nn::NetworkImpl& model);
+
 // The loader options of the BN-recalibration batches Trainer::evaluate draws, so a deployed subnet is
 // recalibrated on exactly the batches its reported accuracy used.
 data::LoaderOptions bn_calibration_options(const TrainConfig& config);
