@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "data/fashion_mnist.h"
+#include "dist/process_group.h"
 #include "train/block_kd.h"
 #include "train/block_lut_builder.h"
 
@@ -64,6 +66,12 @@ void run_block_kd(const BlockKdArgs& a) {
                torch::get_num_threads());
   const data::ImageDataset train_set = data::load_fashion_mnist(a.data_dir, "train");
   train::BlockKd kd(config, std::move(teacher), train_set, run_dir);
+  const dist::Launch launch = dist::launch_from_environment();
+  std::unique_ptr<dist::ProcessGroup> group;
+  if (launch.distributed()) {
+    group = std::make_unique<dist::ProcessGroup>(launch);
+    kd.set_process_group(group.get());
+  }
   {
     json meta = read_json_file(run_dir / "config.json");
     meta["teacher_checkpoint"] = fs::absolute(a.teacher).string();
@@ -80,6 +88,11 @@ void run_block_kd(const BlockKdArgs& a) {
   }
   size_t done = 0;
   for (const auto& b : blocks) done += kd.is_done(b) ? 1 : 0;
+  if (group && group->rank() != 0) {  // its blocks went to rank 0's run directory
+    std::printf("%s\n%zu blocks trained by rank %d and sent to rank 0\n", table.render().c_str(),
+                trained.size(), group->rank());
+    return;
+  }
   std::printf("%s\n%zu blocks trained by this worker; %zu of %zu done in %s\n", table.render().c_str(),
               trained.size(), done, blocks.size(), run_dir.string().c_str());
   if (done < blocks.size())
@@ -150,7 +163,8 @@ void add_block_kd_commands(CLI::App& app) {
   cmd->add_option(
       "--run-dir", a->run_dir,
       "shared run directory (default runs/block-kd-<preset>); any number of workers may take blocks "
-      "from it, finished blocks are kept");
+      "from it, finished blocks are kept. Under torchrun/srun/scripts/launch-local.sh (WORLD_SIZE > 1) "
+      "the ranks claim blocks through rank 0's store and rank 0's directory receives every block");
   cmd->add_option("--device", a->device, "cpu or cuda");
   cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)");
   cmd->add_option("--data", a->data_dir, "Fashion-MNIST directory (IDX .gz files)")->capture_default_str();

@@ -183,8 +183,44 @@ void ProcessGroup::barrier() {
   wait_for(state_->group->barrier(), launch_, "a barrier");
 }
 
+namespace {
+
+// The store is served by rank 0: when a call fails, rank 0 is gone or the network between them is.
+template <typename Call>
+auto store_call(const Launch& launch, const std::string& key, Call&& call) {
+  try {
+    return call("qnas/user/" + key);
+  } catch (const std::exception& e) {
+    fail(
+        "rank {}: the store at {}:{} did not answer for '{}' within {} s ({}): rank 0 stopped or is "
+        "unreachable; start the job again to resume",
+        launch.rank, launch.master_addr, launch.master_port, key, launch.timeout.count() / 1000,
+        first_line(e.what()));
+  }
+}
+
+}  // namespace
+
 std::int64_t ProcessGroup::add(const std::string& key, std::int64_t value) {
-  return state_->store->add("qnas/user/" + key, value);
+  return store_call(launch_, key, [&](const std::string& k) { return state_->store->add(k, value); });
+}
+
+void ProcessGroup::set(const std::string& key, const std::string& value) {
+  store_call(launch_, key, [&](const std::string& k) {
+    state_->store->set(k, std::vector<uint8_t>(value.begin(), value.end()));
+    return 0;
+  });
+}
+
+std::string ProcessGroup::get(const std::string& key) {
+  return store_call(launch_, key, [&](const std::string& k) {
+    const std::vector<uint8_t> bytes = state_->store->get(k);
+    return std::string(bytes.begin(), bytes.end());
+  });
+}
+
+bool ProcessGroup::has(const std::string& key) {
+  return store_call(launch_, key, [&](const std::string& k) { return state_->store->check({k}); });
 }
 
 }  // namespace qnas::dist

@@ -53,6 +53,11 @@ class ProcessGroup {
   void barrier();
   // Atomically adds `value` to the store counter `key` and returns the new value (work claiming).
   std::int64_t add(const std::string& key, std::int64_t value);
+  // Values in the store, which lives in rank 0's process: a work list, a finished block's files. `get` waits
+  // for the key up to the timeout; `has` does not wait.
+  void set(const std::string& key, const std::string& value);
+  std::string get(const std::string& key);
+  bool has(const std::string& key);
 
  private:
   struct State;

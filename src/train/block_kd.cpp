@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <numeric>
+#include <thread>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -101,7 +103,7 @@ Teacher load_teacher(const fs::path& where) {
 
 json to_json(const BlockKdResult& r) {
   return {{"name", r.name},     {"epoch_nsr", r.epoch_nsr}, {"steps", r.steps}, {"seconds", r.seconds},
-          {"device", r.device}, {"threads", r.threads},     {"host", r.host}};
+          {"device", r.device}, {"threads", r.threads},     {"host", r.host},   {"rank", r.rank}};
 }
 
 BlockKd::BlockKd(BlockKdConfig config, Teacher teacher, const data::ImageDataset& train, fs::path run_dir)
@@ -262,6 +264,7 @@ BlockKdResult BlockKd::train_block(const space::StageSpace& block, const std::fu
   result.device = config_.device;
   result.threads = torch::get_num_threads();
   result.host = host_name();
+  result.rank = group_ ? group_->rank() : 0;
   const int total = config_.epochs + config_.qat_epochs;
   ProgressLine progress(block.name(), total * batches, "steps");
   for (int epoch = 0; epoch < total; ++epoch) {
@@ -324,7 +327,103 @@ BlockKdResult BlockKd::train_block(const space::StageSpace& block, const std::fu
   return result;
 }
 
+namespace {
+
+std::string slot_key(const char* what, size_t index) {
+  return fmt::format("block-kd/{}/{}", what, index);
+}
+
+std::string heartbeat_key(int rank) {
+  return fmt::format("block-kd/heartbeat/{}", rank);
+}
+
+}  // namespace
+
+std::vector<BlockKdResult> BlockKd::run_over_group(const std::vector<space::StageSpace>& blocks) {
+  dist::ProcessGroup& group = *group_;
+  // Rank 0's directory is the one of record: the blocks done there are not handed out again.
+  if (group.rank() == 0) {
+    std::string left;
+    for (const auto& b : blocks)
+      if (!is_done(b)) left += b.name() + "\n";
+    group.set("block-kd/pending", left);
+  }
+  std::vector<const space::StageSpace*> pending;
+  for (const std::string& name : split(group.get("block-kd/pending"), '\n')) {
+    if (name.empty()) continue;
+    const auto it =
+        std::find_if(blocks.begin(), blocks.end(), [&](const auto& b) { return b.name() == name; });
+    if (it == blocks.end())
+      fail(
+          "rank {}: rank 0 hands out block {}, which this rank was not given: start every rank with the same "
+          "--blocks",
+          group.rank(), name);
+    pending.push_back(&*it);
+  }
+  std::fprintf(stderr, "block KD: rank %d of %d, %zu of %zu blocks left in rank 0's run dir\n", group.rank(),
+               group.world_size(), pending.size(), blocks.size());
+  std::vector<BlockKdResult> trained;
+  std::vector<bool> trained_here(pending.size(), false);
+  const auto beat = [&] { group.add(heartbeat_key(group.rank()), 1); };
+  for (;;) {
+    const auto index = static_cast<size_t>(group.add("block-kd/next", 1) - 1);
+    if (index >= pending.size()) break;
+    group.set(slot_key("owner", index), std::to_string(group.rank()));
+    beat();
+    const space::StageSpace& block = *pending[index];
+    trained.push_back(train_block(block, beat));
+    trained_here[index] = true;
+    if (group.rank() != 0) {  // the log last, as on disk: rank 0 takes a block once its log is there
+      group.set(slot_key("weights", index), read_text_file(block_dir() / (block.name() + ".pt")));
+      group.set(slot_key("log", index), read_text_file(block_dir() / (block.name() + ".json")));
+    }
+    std::fprintf(stderr, "block KD: rank %d trained %s in %.1f s (nsr max %.4f)\n", group.rank(),
+                 block.name().c_str(), trained.back().seconds, trained.back().epoch_nsr.back());
+  }
+  if (group.rank() == 0) receive_blocks(pending, trained_here);
+  return trained;
+}
+
+void BlockKd::receive_blocks(const std::vector<const space::StageSpace*>& pending,
+                             const std::vector<bool>& trained_here) {
+  using Clock = std::chrono::steady_clock;
+  dist::ProcessGroup& group = *group_;
+  struct Heartbeat {
+    std::int64_t count = -1;
+    Clock::time_point changed;
+  };
+  std::map<int, Heartbeat> heartbeats;
+  size_t done = static_cast<size_t>(std::count(trained_here.begin(), trained_here.end(), true));
+  for (size_t index = 0; index < pending.size(); ++index) {
+    if (trained_here[index]) continue;
+    const std::string& name = pending[index]->name();
+    while (!group.has(slot_key("log", index))) {
+      // A rank that died or hangs stops sending heartbeats; the job must end, not wait for it forever.
+      const bool claimed = group.has(slot_key("owner", index));
+      const int owner = claimed ? std::stoi(group.get(slot_key("owner", index))) : -1;
+      Heartbeat& h = heartbeats[owner];
+      const std::int64_t count = claimed ? group.add(heartbeat_key(owner), 0) : 0;
+      if (h.count < 0 || count != h.count) h = {count, Clock::now()};
+      const double silent = std::chrono::duration<double>(Clock::now() - h.changed).count();
+      if (silent > config_.stale_seconds) {
+        fail(
+            "block KD: {} holds block {} but sent no heartbeat for {:.0f} s (stale_seconds): it stopped or "
+            "hangs. The {} blocks finished so far are kept in {}; start the job again to train the rest",
+            claimed ? fmt::format("rank {}", owner) : std::string("no rank"), name, silent, done,
+            block_dir().string());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    write_file_atomic(block_dir() / (name + ".pt"), group.get(slot_key("weights", index)));
+    write_file_atomic(block_dir() / (name + ".json"), group.get(slot_key("log", index)));
+    ++done;
+    std::fprintf(stderr, "block KD: received %s from another rank, %zu of %zu blocks done\n", name.c_str(),
+                 done, pending.size());
+  }
+}
+
 std::vector<BlockKdResult> BlockKd::run(const std::vector<space::StageSpace>& blocks) {
+  if (group_ && group_->world_size() > 1) return run_over_group(blocks);
   WorkQueue queue(block_dir(), config_.stale_seconds);
   std::vector<BlockKdResult> trained;
   size_t done = 0;

@@ -6,7 +6,9 @@
 //
 // A run directory holds config.json (teacher, hyperspace, settings) and blocks/: per block the student's
 // weights (<name>.pt) and its log (<name>.json, written last: the block is done when it exists). Blocks are
-// taken through a WorkQueue, so any number of workers may share the directory.
+// taken through a WorkQueue, so any number of workers may share the directory. Ranks of a process group
+// (torchrun, Slurm, scripts/launch-local.sh) take them through the group's store instead, and need no shared
+// directory: see set_process_group.
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "dist/process_group.h"
 #include "nn/elastic_stage.h"
 #include "nn/static_net.h"
 #include "space/stage_space.h"
@@ -48,6 +51,7 @@ struct BlockKdResult {
   std::string device;
   int threads = 0;
   std::string host;
+  int rank = 0;  // the rank of a process group that trained it (0 without one)
 };
 nlohmann::json to_json(const BlockKdResult& r);
 
@@ -64,6 +68,13 @@ class BlockKd {
   bool is_done(const space::StageSpace& block) const;
   // Takes blocks until none is left that no live worker holds. Returns the blocks this process trained.
   std::vector<BlockKdResult> run(const std::vector<space::StageSpace>& blocks);
+  // With a group of more than one rank, run() hands out blocks by the store's atomic counter: rank 0's run
+  // directory decides which blocks are left, every rank trains the ones it claims in its own run directory,
+  // and rank 0 receives each finished block's files through the store, so its directory ends up complete
+  // (the others' directories need not be shared). A rank whose heartbeat stops for stale_seconds while it
+  // holds a block stops rank 0 with an error naming it; the blocks finished so far are kept, and the same
+  // command resumes with the rest.
+  void set_process_group(dist::ProcessGroup* group) { group_ = group; }
   // Trains one block and saves it; `on_step` runs after every optimizer step (the queue's heartbeat).
   BlockKdResult train_block(const space::StageSpace& block, const std::function<void()>& on_step = {});
   // The trained student of a finished block.
@@ -82,6 +93,9 @@ class BlockKd {
 
  private:
   nn::StageStudent make_student(const space::StageSpace& block) const;
+  std::vector<BlockKdResult> run_over_group(const std::vector<space::StageSpace>& blocks);
+  void receive_blocks(const std::vector<const space::StageSpace*>& pending,
+                      const std::vector<bool>& trained_here);
   torch::Tensor images(const std::vector<std::int64_t>& indices) const;
   // The teacher's input and output of `stage` for the first `count` training images, computed once and
   // shared by every block of the stage (blocks come stage by stage). Null when they would not fit in
@@ -100,6 +114,7 @@ class BlockKd {
   std::string cached_stage_;
   std::int64_t cached_count_ = 0;
   std::pair<torch::Tensor, torch::Tensor> cached_io_;
+  dist::ProcessGroup* group_ = nullptr;
 };
 
 }  // namespace qnas::train
