@@ -55,15 +55,22 @@ torch::Tensor quantize_output(ElasticLayer& slot, const torch::Tensor& y) {
   return slot.output_quant ? slot.output_quant(y) : y;
 }
 
+bool is_conv(const space::LayerSpec& layer) {
+  return layer.op == OpKind::kConv || layer.op == OpKind::kDepthwiseConv;
+}
+
+// A conv layer up to its activation.
+torch::Tensor conv_bn(ElasticLayer& slot, const space::LayerSpec& active, const torch::Tensor& x) {
+  slot.conv->set_active(active.cout, active.kernel);
+  torch::Tensor y = slot.conv(x);
+  return active.batch_norm ? slot.bn(y) : y;
+}
+
 torch::Tensor run_layer(ElasticLayer& slot, const space::LayerSpec& active, const torch::Tensor& x) {
   switch (active.op) {
     case OpKind::kConv:
-    case OpKind::kDepthwiseConv: {
-      slot.conv->set_active(active.cout, active.kernel);
-      torch::Tensor y = slot.conv(x);
-      if (active.batch_norm) y = slot.bn(y);
-      return activate(y, active.activation);
-    }
+    case OpKind::kDepthwiseConv:
+      return activate(conv_bn(slot, active, x), active.activation);
     case OpKind::kSqueezeExcite: {
       const int64_t channels = x.size(1), mid = active.se_mid;
       slot.conv->set_active(static_cast<int>(mid), 1);
@@ -81,6 +88,13 @@ torch::Tensor run_layer(ElasticLayer& slot, const space::LayerSpec& active, cons
       return slot.linear(x.flatten(1));
   }
   return x;
+}
+
+// The layer and then its output quantizer, a conv's activation fused into the quantizer's pass.
+torch::Tensor run_quantized_layer(ElasticLayer& slot, const space::LayerSpec& active,
+                                  const torch::Tensor& x) {
+  if (!is_conv(active)) return quantize_output(slot, run_layer(slot, active, x));
+  return activate_and_quantize(conv_bn(slot, active, x), active.activation, slot.output_quant);
 }
 
 }  // namespace
@@ -123,14 +137,14 @@ torch::Tensor run_elastic_block(ElasticBlock& slot, const space::BlockSpec& acti
   const size_t n = active.layers.size();
   for (size_t l = 0; l + 1 < n; ++l) {
     ElasticLayer& layer = slot.layers[match[l]];
-    y = quantize_output(layer, run_layer(layer, active.layers[l], y));
+    y = run_quantized_layer(layer, active.layers[l], y);
   }
   ElasticLayer& last = slot.layers[match[n - 1]];
   y = run_layer(last, active.layers[n - 1], y);
   if (active.shortcut == space::Shortcut::kIdentity) y = y + x;
   if (active.shortcut == space::Shortcut::kProjection)
-    y = y + quantize_output(*slot.projection, run_layer(*slot.projection, *active.projection, x));
-  return quantize_output(last, activate(y, active.post_add_activation));
+    y = y + run_quantized_layer(*slot.projection, *active.projection, x);
+  return activate_and_quantize(y, active.post_add_activation, last.output_quant);
 }
 
 }  // namespace qnas::nn

@@ -1,5 +1,7 @@
 #include "nn/network.h"
 
+#include <limits>
+
 #include "core/error.h"
 #include "nn/dynamic_ops.h"
 #include "quant/quantizers.h"
@@ -27,6 +29,15 @@ torch::Tensor activate(const torch::Tensor& x, space::Activation activation) {
       return torch::sigmoid(x);
   }
   return x;
+}
+
+torch::Tensor activate_and_quantize(const torch::Tensor& x, space::Activation activation,
+                                    quant::LsqPlusActivation& quant) {
+  if (!quant) return activate(x, activation);
+  if (activation == space::Activation::kRelu)
+    return quant->forward_clamped(x, 0.0, std::numeric_limits<double>::infinity());
+  if (activation == space::Activation::kRelu6) return quant->forward_clamped(x, 0.0, 6.0);
+  return quant(activate(x, activation));
 }
 
 torch::Tensor resize_images(const torch::Tensor& images, int resolution) {

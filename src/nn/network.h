@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 
+#include "quant/quantizers.h"
 #include "space/block_type.h"
 
 namespace qnas::nn {
@@ -18,6 +19,10 @@ class NetworkImpl : public torch::nn::Module {
 
 // The activations an ArchSpec names, with the same formulas as the INT8 runtime's reference executor.
 torch::Tensor activate(const torch::Tensor& x, space::Activation activation);
+// `quant`(activate(x)), or activate(x) without a quantizer; a ReLU or ReLU6 runs inside the quantizer's fused
+// pass (the same values and gradients, one tensor and two passes fewer).
+torch::Tensor activate_and_quantize(const torch::Tensor& x, space::Activation activation,
+                                    quant::LsqPlusActivation& quant);
 
 // Bilinear resize of a [N, C, H, W] batch to `resolution` x `resolution` (a no-op when it already is).
 torch::Tensor resize_images(const torch::Tensor& images, int resolution);

@@ -61,18 +61,29 @@ StaticLayer StaticNetImpl::make_layer(const space::LayerSpec& spec, const std::s
 }
 
 // The layer before its output quantizer: a block's last layer is quantised only after the residual add.
+// A conv layer up to its activation.
+torch::Tensor StaticNetImpl::conv_bn(StaticLayer& layer, const torch::Tensor& x) {
+  const space::LayerSpec& s = layer.spec;
+  // Channels-last weights: see DynamicConv2dImpl::forward.
+  const torch::Tensor w =
+      layer.weight_quant(layer.conv->weight).contiguous(torch::MemoryFormat::ChannelsLast);
+  const torch::Tensor y = torch::conv2d(x, w, {}, s.stride, s.padding(), 1, s.groups());
+  return layer.bn ? layer.bn(y) : y;
+}
+
+torch::Tensor StaticNetImpl::run_quantized_layer(StaticLayer& layer, const torch::Tensor& x) {
+  const space::LayerSpec& s = layer.spec;
+  if (s.op != OpKind::kConv && s.op != OpKind::kDepthwiseConv)
+    return quantize_output(layer, run_layer(layer, x));
+  return activate_and_quantize(conv_bn(layer, x), s.activation, layer.output_quant);
+}
+
 torch::Tensor StaticNetImpl::run_layer(StaticLayer& layer, const torch::Tensor& x) {
   const space::LayerSpec& s = layer.spec;
   switch (s.op) {
     case OpKind::kConv:
-    case OpKind::kDepthwiseConv: {
-      // Channels-last weights: see DynamicConv2dImpl::forward.
-      const torch::Tensor w =
-          layer.weight_quant(layer.conv->weight).contiguous(torch::MemoryFormat::ChannelsLast);
-      torch::Tensor y = torch::conv2d(x, w, {}, s.stride, s.padding(), 1, s.groups());
-      if (layer.bn) y = layer.bn(y);
-      return activate(y, s.activation);
-    }
+    case OpKind::kDepthwiseConv:
+      return activate(conv_bn(layer, x), s.activation);
     case OpKind::kSqueezeExcite: {
       torch::Tensor g = layer.pool_quant(x.mean({2, 3}, /*keepdim=*/true));
       g = torch::relu(torch::conv2d(g, layer.weight_quant(layer.conv->weight), layer.conv->bias));
@@ -95,12 +106,11 @@ torch::Tensor StaticNetImpl::quantize_output(StaticLayer& layer, const torch::Te
 torch::Tensor StaticNetImpl::run_block(StaticBlock& block, const torch::Tensor& x) {
   torch::Tensor y = x;
   const size_t n = block.layers.size();
-  for (size_t i = 0; i + 1 < n; ++i) y = quantize_output(block.layers[i], run_layer(block.layers[i], y));
+  for (size_t i = 0; i + 1 < n; ++i) y = run_quantized_layer(block.layers[i], y);
   y = run_layer(block.layers.back(), y);
   if (block.spec.shortcut == space::Shortcut::kIdentity) y = y + x;
-  if (block.spec.shortcut == space::Shortcut::kProjection)
-    y = y + quantize_output(*block.projection, run_layer(*block.projection, x));
-  return quantize_output(block.layers.back(), activate(y, block.spec.post_add_activation));
+  if (block.spec.shortcut == space::Shortcut::kProjection) y = y + run_quantized_layer(*block.projection, x);
+  return activate_and_quantize(y, block.spec.post_add_activation, block.layers.back().output_quant);
 }
 
 torch::Tensor StaticNetImpl::forward(const torch::Tensor& images) {

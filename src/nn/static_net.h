@@ -53,6 +53,9 @@ class StaticNetImpl : public NetworkImpl {
  private:
   StaticLayer make_layer(const space::LayerSpec& spec, const std::string& name);
   torch::Tensor run_layer(StaticLayer& layer, const torch::Tensor& x);
+  torch::Tensor conv_bn(StaticLayer& layer, const torch::Tensor& x);
+  // The layer and its output quantizer, a conv's activation fused into the quantizer's pass.
+  torch::Tensor run_quantized_layer(StaticLayer& layer, const torch::Tensor& x);
   torch::Tensor run_block(StaticBlock& block, const torch::Tensor& x);
   static torch::Tensor quantize_output(StaticLayer& layer, const torch::Tensor& y);
   std::pair<size_t, size_t> stage_blocks(const std::string& stage) const;  // [first, last]

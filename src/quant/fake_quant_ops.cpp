@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <vector>
 
 #include "core/error.h"
@@ -121,11 +122,20 @@ bool fused_applies(const torch::Tensor& x, std::initializer_list<torch::Tensor> 
   return true;
 }
 
+// Each element loop is compiled for AVX-512, AVX2 and the baseline, and the loader picks the widest this CPU
+// runs (GCC's target_clones). The file is built with -ffp-contract=off (the AVX-512 clone would otherwise fuse
+// multiply-adds), so every clone rounds exactly as the reference does.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define QNAS_ELEMENT_LOOP [[gnu::noinline, gnu::target_clones("avx512f", "avx2", "default")]]
+#else
+#define QNAS_ELEMENT_LOOP [[gnu::noinline]]
+#endif
+
 // ---------------------------------------------------------------------------------------------------------
 // The element loops, as plain functions over restrict pointers, kept out of line: GCC 12 vectorises them
 // alone but not once inlined into the parallel loop.
 
-[[gnu::noinline]] void affine_forward_kernel(const float* __restrict x, float* __restrict y, std::int64_t n,
+QNAS_ELEMENT_LOOP void affine_forward_kernel(const float* __restrict x, float* __restrict y, std::int64_t n,
                                              float s, float b, float lo, float hi) {
   for (std::int64_t i = 0; i < n; ++i) {
     const float v = clamp_to((x[i] - b) / s, lo, hi);
@@ -133,27 +143,73 @@ bool fused_applies(const torch::Tensor& x, std::initializer_list<torch::Tensor> 
   }
 }
 
-[[gnu::noinline]] void zero_point_forward_kernel(const float* __restrict x, float* __restrict y,
+// `act_lo`/`act_hi`: the ReLU / ReLU6 clamp applied first (+-infinity: none; a finite value stays itself).
+QNAS_ELEMENT_LOOP void zero_point_forward_kernel(const float* __restrict x, float* __restrict y,
                                                  std::int64_t n, float s, float z, float lo, float hi,
-                                                 float limit) {
+                                                 float limit, float act_lo, float act_hi) {
   for (std::int64_t i = 0; i < n; ++i) {
-    const float u = clamp_to(x[i] / s, -limit, limit);
+    const float u = clamp_to(clamp_to(x[i], act_lo, act_hi) / s, -limit, limit);
     const float code = clamp_to(round_small(u) + z, lo, hi);
     y[i] = (code - z) * s;
   }
 }
 
-// Blocks of kBlock elements: one loop computes the gradient of x and each element's two terms, the next adds
-// the terms into kLanes float lanes (32 terms each), and the lanes go into double sums.
-template <typename Element>
-[[gnu::noinline]] PartialSums backward_kernel(const float* __restrict x, const float* __restrict g,
-                                              float* __restrict gx, std::int64_t n, Element element) {
-  constexpr int kBlock = 256;
+// The backward element loops, one block of at most kBlock elements at a time: the gradient of x, and each
+// element's two terms of the scale and offset gradients in ta and tb. Plain restrict-pointer functions for
+// the same reason as the forward loops (a formula's member function inlined into the block loop stayed
+// scalar: "control flow in loop").
+
+// affine: scale through the product (g * round) and the quotient (-gx * v); offset through the sum (g) and
+// the difference (-gx).
+QNAS_ELEMENT_LOOP void affine_backward_block(const float* __restrict x, const float* __restrict g,
+                                             float* __restrict gx, float* __restrict ta, float* __restrict tb,
+                                             int m, float s, float b, float lo, float hi) {
+  for (int j = 0; j < m; ++j) {
+    const float gj = g[j];
+    const float v = (x[j] - b) / s;
+    const bool inside = (v >= lo) & (v <= hi);
+    const float r = round_small(clamp_to(v, lo, hi));
+    // g - gx as a select, computed before the stores: written otherwise, GCC 12 leaves this loop scalar.
+    const float gxj = inside ? gj : 0.0f, outside = inside ? 0.0f : gj;
+    gx[j] = gxj;
+    ta[j] = gj * r - gxj * v;
+    tb[j] = outside;
+  }
+}
+
+// zero point: scale through the product (g * (code - z)) and the quotient (-ga * u); zero point through the
+// sum (ga * s) and the difference (-g * s), where ga is the gradient of the clamped a. The gradient of x is
+// ga where the clamp passes x (hardtanh's: strictly inside (act_lo, act_hi)).
+QNAS_ELEMENT_LOOP void zero_point_backward_block(const float* __restrict x, const float* __restrict g,
+                                                 float* __restrict gx, float* __restrict ta,
+                                                 float* __restrict tb, int m, float s, float z, float lo,
+                                                 float hi, float limit, float act_lo, float act_hi) {
+  for (int j = 0; j < m; ++j) {
+    const float xj = x[j], gj = g[j];
+    const bool passes = (xj > act_lo) & (xj < act_hi);
+    const float u = clamp_to(xj, act_lo, act_hi) / s;
+    const float t = round_small(clamp_to(u, -limit, limit)) + z;
+    const bool inside = (t >= lo) & (t <= hi);
+    const float code = clamp_to(t, lo, hi);
+    const float ga = inside ? gj : 0.0f;
+    gx[j] = passes ? ga : 0.0f;
+    ta[j] = gj * (code - z) - ga * u;
+    tb[j] = (ga - gj) * s;
+  }
+}
+
+constexpr int kBlock = 256;
+
+// Blocks of kBlock elements: the formula's block loop, then its terms added into kLanes float lanes (32
+// terms each), and the lanes into double sums.
+template <typename Formula>
+PartialSums backward_chunk(const Formula& formula, const float* x, const float* g, float* gx, std::int64_t n,
+                           float s, float b) {
   PartialSums sums;
   float ta[kBlock], tb[kBlock];
   for (std::int64_t begin = 0; begin < n; begin += kBlock) {
     const int m = static_cast<int>(std::min<std::int64_t>(n - begin, kBlock));
-    for (int j = 0; j < m; ++j) element(x[begin + j], g[begin + j], gx[begin + j], ta[j], tb[j]);
+    formula.backward_block(x + begin, g + begin, gx + begin, ta, tb, m, s, b);
     for (int j = m; j < kBlock; ++j) ta[j] = tb[j] = 0.0f;
     float lane_a[kLanes] = {}, lane_b[kLanes] = {};
     for (int j = 0; j < kBlock; j += kLanes) {
@@ -177,40 +233,31 @@ template <typename Element>
 // affine: y = round(clamp((x - b) / s, lo, hi)) * s + b
 struct Affine {
   float lo, hi;
+  float act_lo = 0, act_hi = 0;  // unused: no activation is fused into the affine formula
 
   void forward(const float* x, float* y, std::int64_t n, float s, float b) const {
     affine_forward_kernel(x, y, n, s, b, lo, hi);
   }
-  // Scale: through the product (g * round) and the quotient (-gx * v); offset: through the sum (g) and the
-  // difference (-gx).
-  void element(float x, float g, float s, float b, float& gx, float& term_s, float& term_b) const {
-    const float v = (x - b) / s;
-    const bool inside = (v >= lo) & (v <= hi);
-    const float r = round_small(clamp_to(v, lo, hi));
-    gx = inside ? g : 0.0f;
-    term_s = g * r - gx * v;
-    term_b = g - gx;
+  void backward_block(const float* x, const float* g, float* gx, float* ta, float* tb, int m, float s,
+                      float b) const {
+    affine_backward_block(x, g, gx, ta, tb, m, s, b, lo, hi);
   }
 };
 
-// zero point: y = (clamp(round(x / s) + z, lo, hi) - z) * s, with [lo, hi] = [0, qmax]
+// zero point: y = (clamp(round(a / s) + z, lo, hi) - z) * s, with [lo, hi] = [0, qmax] and
+// a = clamp(x, act_lo, act_hi): the ReLU or ReLU6 before an activation quantizer, in the same pass
+// (act_lo = -inf, act_hi = +inf: a = x).
 struct ZeroPoint {
   float lo, hi;
+  float act_lo = -std::numeric_limits<float>::infinity(), act_hi = std::numeric_limits<float>::infinity();
   float limit = round_limit;
 
   void forward(const float* x, float* y, std::int64_t n, float s, float z) const {
-    zero_point_forward_kernel(x, y, n, s, z, lo, hi, limit);
+    zero_point_forward_kernel(x, y, n, s, z, lo, hi, limit, act_lo, act_hi);
   }
-  // Scale: through the product (g * (code - z)) and the quotient (-gx * u); zero point: through the sum
-  // (gx * s) and the difference (-g * s).
-  void element(float x, float g, float s, float z, float& gx, float& term_s, float& term_z) const {
-    const float u = x / s;
-    const float t = round_small(clamp_to(u, -limit, limit)) + z;
-    const bool inside = (t >= lo) & (t <= hi);
-    const float code = clamp_to(t, lo, hi);
-    gx = inside ? g : 0.0f;
-    term_s = g * (code - z) - gx * u;
-    term_z = (gx - g) * s;
+  void backward_block(const float* x, const float* g, float* gx, float* ta, float* tb, int m, float s,
+                      float z) const {
+    zero_point_backward_block(x, g, gx, ta, tb, m, s, z, lo, hi, limit, act_lo, act_hi);
   }
 };
 
@@ -220,7 +267,7 @@ class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction<For
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
                                const torch::Tensor& scale, const torch::Tensor& offset, int64_t lo,
-                               int64_t hi) {
+                               int64_t hi, double act_lo, double act_hi) {
     const bool pc_s = per_channel_param(scale, input), pc_b = per_channel_param(offset, input);
     const torch::Tensor x = dense(input, pc_s || pc_b);
     const torch::Tensor s = scale.contiguous(), b = offset.contiguous();
@@ -229,7 +276,8 @@ class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction<For
     const Param ps{s.data_ptr<float>(), pc_s}, pb{b.data_ptr<float>(), pc_b};
     const float* xp = x.data_ptr<float>();
     float* yp = y.data_ptr<float>();
-    const Formula formula{static_cast<float>(lo), static_cast<float>(hi)};
+    const Formula formula{static_cast<float>(lo), static_cast<float>(hi), static_cast<float>(act_lo),
+                          static_cast<float>(act_hi)};
     for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t) {
       const std::int64_t at = c * layout.inner + begin;
       formula.forward(xp + at, yp + at, end - begin, ps.at(c), pb.at(c));
@@ -237,6 +285,8 @@ class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction<For
     ctx->save_for_backward({x, s, b});
     ctx->saved_data["lo"] = lo;
     ctx->saved_data["hi"] = hi;
+    ctx->saved_data["act_lo"] = act_lo;
+    ctx->saved_data["act_hi"] = act_hi;
     return y;
   }
 
@@ -245,7 +295,9 @@ class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction<For
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &x = saved[0], &s = saved[1], &b = saved[2];
     const Formula formula{static_cast<float>(ctx->saved_data["lo"].toInt()),
-                          static_cast<float>(ctx->saved_data["hi"].toInt())};
+                          static_cast<float>(ctx->saved_data["hi"].toInt()),
+                          static_cast<float>(ctx->saved_data["act_lo"].toDouble()),
+                          static_cast<float>(ctx->saved_data["act_hi"].toDouble())};
     const bool pc_s = per_channel_param(s, x), pc_b = per_channel_param(b, x);
     const torch::Tensor g = same_layout(grads[0], x);
     torch::Tensor gx = torch::empty_like(x);
@@ -256,15 +308,15 @@ class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction<For
     std::vector<PartialSums> partial(static_cast<size_t>(layout.chunks()));
     for_each_chunk(layout, [&](std::int64_t c, std::int64_t begin, std::int64_t end, std::int64_t slot) {
       const std::int64_t at = c * layout.inner + begin;
-      const float sc = ps.at(c), of = pb.at(c);
       partial[static_cast<size_t>(slot)] =
-          backward_kernel(xp + at, gp + at, gxp + at, end - begin,
-                          [formula, sc, of](float xi, float gi, float& gxi, float& ts, float& tb) {
-                            formula.element(xi, gi, sc, of, gxi, ts, tb);
-                          });
+          backward_chunk(formula, xp + at, gp + at, gxp + at, end - begin, ps.at(c), pb.at(c));
     });
-    return {gx, reduce(partial, &PartialSums::scale, s, pc_s, layout.channels),
-            reduce(partial, &PartialSums::offset, b, pc_b, layout.channels), torch::Tensor(),
+    return {gx,
+            reduce(partial, &PartialSums::scale, s, pc_s, layout.channels),
+            reduce(partial, &PartialSums::offset, b, pc_b, layout.channels),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
             torch::Tensor()};
   }
 };
@@ -313,14 +365,30 @@ torch::Tensor reference_fake_quant_zero_point(const torch::Tensor& x, const torc
 torch::Tensor fake_quant_affine(const torch::Tensor& x, const torch::Tensor& scale,
                                 const torch::Tensor& offset, int lo, int hi) {
   if (!fused_applies(x, {scale, offset})) return reference_fake_quant_affine(x, scale, offset, lo, hi);
-  return FakeQuantFunction<Affine>::apply(x, scale, offset, lo, hi);
+  return FakeQuantFunction<Affine>::apply(x, scale, offset, lo, hi, 0.0, 0.0);
 }
 
 torch::Tensor fake_quant_zero_point(const torch::Tensor& x, const torch::Tensor& scale,
                                     const torch::Tensor& zero_point, int qmax) {
   if (!fused_applies(x, {scale, zero_point}))
     return reference_fake_quant_zero_point(x, scale, zero_point, qmax);
-  return FakeQuantFunction<ZeroPoint>::apply(x, scale, zero_point, 0, qmax);
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  return FakeQuantFunction<ZeroPoint>::apply(x, scale, zero_point, 0, qmax, -kInf, kInf);
+}
+
+torch::Tensor reference_fake_quant_zero_point_clamped(const torch::Tensor& x, const torch::Tensor& scale,
+                                                      const torch::Tensor& zero_point, int qmax,
+                                                      double clamp_lo, double clamp_hi) {
+  return reference_fake_quant_zero_point(torch::hardtanh(x, clamp_lo, clamp_hi), scale, zero_point, qmax);
+}
+
+torch::Tensor fake_quant_zero_point_clamped(const torch::Tensor& x, const torch::Tensor& scale,
+                                            const torch::Tensor& zero_point, int qmax, double clamp_lo,
+                                            double clamp_hi) {
+  if (!(clamp_lo < clamp_hi)) fail("fake quant: clamp range [{}, {}] is empty", clamp_lo, clamp_hi);
+  if (!fused_applies(x, {scale, zero_point}))
+    return reference_fake_quant_zero_point_clamped(x, scale, zero_point, qmax, clamp_lo, clamp_hi);
+  return FakeQuantFunction<ZeroPoint>::apply(x, scale, zero_point, 0, qmax, clamp_lo, clamp_hi);
 }
 
 }  // namespace qnas::quant

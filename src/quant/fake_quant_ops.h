@@ -26,11 +26,23 @@ torch::Tensor fake_quant_affine(const torch::Tensor& x, const torch::Tensor& sca
 torch::Tensor fake_quant_zero_point(const torch::Tensor& x, const torch::Tensor& scale,
                                     const torch::Tensor& zero_point, int qmax);
 
+// The zero-point formula applied to clamp(x, clamp_lo, clamp_hi), in the same single pass: a ReLU
+// ([0, inf)) or ReLU6 ([0, 6]) before an activation quantizer then costs no tensor of its own, forward or
+// backward. The gradient of x is hardtanh's (zero where x <= clamp_lo or x >= clamp_hi); scale and zero
+// point see the clamped values.
+torch::Tensor fake_quant_zero_point_clamped(const torch::Tensor& x, const torch::Tensor& scale,
+                                            const torch::Tensor& zero_point, int qmax, double clamp_lo,
+                                            double clamp_hi);
+
 // The plain-op definitions.
 torch::Tensor reference_fake_quant_affine(const torch::Tensor& x, const torch::Tensor& scale,
                                           const torch::Tensor& offset, int lo, int hi);
 torch::Tensor reference_fake_quant_zero_point(const torch::Tensor& x, const torch::Tensor& scale,
                                               const torch::Tensor& zero_point, int qmax);
+// reference_fake_quant_zero_point(hardtanh(x, clamp_lo, clamp_hi), ...).
+torch::Tensor reference_fake_quant_zero_point_clamped(const torch::Tensor& x, const torch::Tensor& scale,
+                                                      const torch::Tensor& zero_point, int qmax,
+                                                      double clamp_lo, double clamp_hi);
 
 // round(x) forward, identity backward.
 torch::Tensor round_pass(const torch::Tensor& x);

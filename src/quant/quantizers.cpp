@@ -145,6 +145,18 @@ void LsqPlusActivationImpl::switch_bank(int bits) {
 torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
   if (uses_batch_range()) return batch_range->forward(x);
   if (bits_ == kFloatBits) return x;
+  const auto [s, zero_point] = scale_and_zero_point(x);
+  return fake_quant_zero_point(x, s, zero_point, qmax());
+}
+
+torch::Tensor LsqPlusActivationImpl::forward_clamped(const torch::Tensor& x, double lo, double hi) {
+  if (uses_batch_range() || bits_ == kFloatBits) return forward(torch::hardtanh(x, lo, hi));
+  // Once initialised only x's shape is read: the clamped copy is made for the first batch alone.
+  const auto [s, zero_point] = scale_and_zero_point(initialized() ? x : torch::hardtanh(x.detach(), lo, hi));
+  return fake_quant_zero_point_clamped(x, s, zero_point, qmax(), lo, hi);
+}
+
+std::pair<torch::Tensor, torch::Tensor> LsqPlusActivationImpl::scale_and_zero_point(const torch::Tensor& x) {
   if (!initialized()) {
     torch::NoGradGuard no_grad;
     const torch::Tensor range = global_range(x);
@@ -167,7 +179,7 @@ torch::Tensor LsqPlusActivationImpl::forward(const torch::Tensor& x) {
   // one here too; with the straight-through estimator the offset still learns from the clipped elements,
   // exactly as LSQ+'s continuous offset does.
   const torch::Tensor zero_point = torch::clamp(round_pass(-b / s), 0, qmax());
-  return fake_quant_zero_point(x, s, zero_point, qmax());
+  return {s, zero_point};
 }
 
 float LsqPlusActivationImpl::effective_scale() const {

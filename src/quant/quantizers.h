@@ -68,6 +68,9 @@ class LsqPlusActivationImpl : public torch::nn::Module {
  public:
   explicit LsqPlusActivationImpl(int bits = kFloatBits);
   torch::Tensor forward(const torch::Tensor& x);
+  // forward(hardtanh(x, lo, hi)): the ReLU ([0, inf)) or ReLU6 ([0, 6]) that produces this quantizer's input,
+  // fused into its pass where the fused kernel runs (fake_quant_zero_point_clamped).
+  torch::Tensor forward_clamped(const torch::Tensor& x, double lo, double hi);
   void set_bits(int bits);
   int bits() const { return bits_; }
   int qmax() const { return (1 << bits_) - 1; }
@@ -92,6 +95,9 @@ class LsqPlusActivationImpl : public torch::nn::Module {
 
  private:
   void switch_bank(int bits);
+  // Min-max initialisation on the first quantised batch (`activated`: the values the quantizer sees), then
+  // the scale with LSQ's gradient factor in training and the integer zero point the engine stores.
+  std::pair<torch::Tensor, torch::Tensor> scale_and_zero_point(const torch::Tensor& activated);
   int bits_;
   torch::Tensor initialized_;
   mutable bool known_initialized_ = false;  // host copy: once true it stays true

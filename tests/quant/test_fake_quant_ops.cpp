@@ -8,6 +8,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <limits>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -127,6 +128,55 @@ std::vector<Case> all_cases() {
 INSTANTIATE_TEST_SUITE_P(All, FakeQuantOps, ::testing::ValuesIn(all_cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return name_of(info.param); });
 
+// A ReLU or ReLU6 fused into the zero-point formula against hardtanh followed by the reference.
+Grads run_clamped(bool fused, const torch::Tensor& x0, const torch::Tensor& s0, const torch::Tensor& z0,
+                  int qmax, double lo, double hi, const torch::Tensor& upstream) {
+  torch::Tensor x = x0.detach().clone(at::MemoryFormat::Preserve).requires_grad_(true);
+  torch::Tensor s = s0.detach().clone().requires_grad_(true), z = z0.detach().clone().requires_grad_(true);
+  const torch::Tensor y = fused ? fake_quant_zero_point_clamped(x, s, z, qmax, lo, hi)
+                                : reference_fake_quant_zero_point_clamped(x, s, z, qmax, lo, hi);
+  (y * upstream).sum().backward();
+  return {y.detach(), x.grad(), s.grad(), z.grad()};
+}
+
+TEST(FakeQuantOps, FusedActivationMatchesHardtanhThenReference) {
+  const double kInf = std::numeric_limits<double>::infinity();
+  for (const double hi_clamp : {6.0, kInf}) {  // ReLU6, ReLU
+    for (int bits : {2, 3, 4, 8}) {
+      for (bool channels_last : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << "clamp [0, " << hi_clamp << "], " << bits << " bits"
+                                          << (channels_last ? ", channels last" : ""));
+        torch::manual_seed(bits);
+        torch::Tensor x = torch::randn({4, 6, 7, 7}) * 4.0 + 1.0;
+        x.index_put_({0, 0, 0},
+                     torch::tensor({0.0f, 6.0f, -0.0f, 5.999f, 6.001f, 1e-7f, -1e-7f}));  // the kinks
+        if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+        const int qmax = (1 << bits) - 1;
+        // The range covers about [0, 5]: codes clip at the top, the kink at 0 sits on the zero point.
+        const torch::Tensor s = torch::full({1}, 5.0f / static_cast<float>(qmax));
+        const torch::Tensor z = torch::full({1}, bits > 2 ? 1.0f : 0.0f);
+        const torch::Tensor upstream = torch::randn(x.sizes());
+        const Grads f = run_clamped(true, x, s, z, qmax, 0.0, hi_clamp, upstream);
+        const Grads r = run_clamped(false, x, s, z, qmax, 0.0, hi_clamp, upstream);
+        const Grads d = run_clamped(false, x.to(torch::kDouble), s.to(torch::kDouble), z.to(torch::kDouble),
+                                    qmax, 0.0, hi_clamp, upstream.to(torch::kDouble));
+        EXPECT_TRUE(torch::equal(f.y, r.y)) << "values differ by " << (f.y - r.y).abs().max().item<double>();
+        EXPECT_TRUE(torch::allclose(f.x, r.x, 1e-6, 0))
+            << "d/dx differs by " << (f.x - r.x).abs().max().item<double>();
+        EXPECT_TRUE(torch::equal(f.x != 0, r.x != 0)) << "the fused op passes other elements";
+        expect_as_accurate(f.scale, r.scale, d.scale, "d/dscale");
+        expect_as_accurate(f.offset, r.offset, d.offset, "d/dzero_point");
+        // The clamp stopped some gradients (x <= 0) and let others through.
+        EXPECT_TRUE((f.x.index({x <= 0}) == 0).all().item<bool>());
+        EXPECT_GT((f.x != 0).to(torch::kFloat).mean().item<double>(), 0.2);
+      }
+    }
+  }
+  EXPECT_THROW(
+      fake_quant_zero_point_clamped(torch::ones({2}), torch::ones({1}), torch::zeros({1}), 255, 6.0, 0.0),
+      qnas::Error);
+}
+
 TEST(FakeQuantOps, GradientsDoNotDependOnTheThreadCount) {
   torch::manual_seed(3);
   const torch::Tensor x = torch::randn({4, 16, 40, 40});  // several chunks
@@ -185,6 +235,33 @@ TEST(FakeQuantModules, FusedAndReferenceKernelsTrainAlike) {
   const torch::Tensor weight = torch::randn({6, 4, 3, 3});
   expect_same_step([] { return LsqWeight(6, true, 4); }, weight);
   expect_same_step([] { return LsqWeight(6, false, 8); }, weight);
+}
+
+// The activation quantizer with its ReLU6 fused (what the networks call) against hardtanh and then the
+// quantizer: the same first-batch initialisation, values and gradients, in a first and a second step.
+TEST(FakeQuantModules, FusedActivationTrainsLikeHardtanhThenQuantizer) {
+  torch::manual_seed(2);
+  const torch::Tensor pre = torch::randn({8, 6, 5, 5}) * 3 + 1;
+  for (int bits : {3, 8}) {
+    LsqPlusActivation fused(bits), separate(bits);
+    fused->train();
+    separate->train();
+    for (int step = 0; step < 2; ++step) {
+      fused->zero_grad();
+      separate->zero_grad();
+      torch::Tensor xf = pre.clone().requires_grad_(true), xs = pre.clone().requires_grad_(true);
+      const torch::Tensor yf = fused->forward_clamped(xf, 0.0, 6.0);
+      const torch::Tensor ys = separate->forward(torch::hardtanh(xs, 0.0, 6.0));
+      (yf * yf).sum().backward();
+      (ys * ys).sum().backward();
+      EXPECT_TRUE(torch::equal(yf, ys)) << bits << " bits, step " << step;
+      EXPECT_TRUE(torch::allclose(xf.grad(), xs.grad(), 1e-6, 0)) << bits << " bits, step " << step;
+      EXPECT_TRUE(torch::allclose(fused->scale.grad(), separate->scale.grad(), 1e-5, 1e-7));
+      EXPECT_TRUE(torch::allclose(fused->offset.grad(), separate->offset.grad(), 1e-5, 1e-7));
+      EXPECT_FLOAT_EQ(fused->scale.item<float>(), separate->scale.item<float>());
+      EXPECT_EQ(fused->zero_point(), separate->zero_point());
+    }
+  }
 }
 
 TEST(FakeQuantModules, InitialisationFlagSurvivesACheckpoint) {

@@ -209,10 +209,12 @@ TEST_F(BlockKdTest, CachedTeacherFeaturesTrainTheSameBlocksAsRecomputedOnes) {
     const auto a = cached.train_block(block), b = recomputed.train_block(block);
     ASSERT_EQ(a.epoch_nsr.size(), 3u);
     ASSERT_EQ(b.epoch_nsr.size(), 3u);
-    // The teacher ran on other groupings of the same images, so its features differ by rounding only: the
-    // first epoch agrees to 1e-4. Later epochs drift further (Adam divides by small second moments and the
-    // QAT epoch's LSQ+ codes flip on such differences), measured at most 0.5%.
-    EXPECT_NEAR(a.epoch_nsr[0], b.epoch_nsr[0], 1e-4 * b.epoch_nsr[0]) << block.name();
+    // The teacher ran on other groupings of the same images, so its features differ by rounding only, and
+    // how much depends on the kernels oneDNN picks for this CPU: the first epoch agreed to 1e-4 on an Intel
+    // Xeon, to 1.3e-4 on an AMD EPYC (AVX-512) and 2.5e-4 there with DNNL_MAX_CPU_ISA=AVX2. Features of other
+    // images would be off by the NSR itself (about 1). Later epochs drift further (Adam divides by small
+    // second moments and the QAT epoch's LSQ+ codes flip on such differences), measured at most 0.5%.
+    EXPECT_NEAR(a.epoch_nsr[0], b.epoch_nsr[0], 1e-3 * b.epoch_nsr[0]) << block.name();
     for (size_t e = 1; e < a.epoch_nsr.size(); ++e)
       EXPECT_NEAR(a.epoch_nsr[e], b.epoch_nsr[e], 0.02 * b.epoch_nsr[e]) << block.name() << " epoch " << e;
     EXPECT_LT(a.epoch_nsr[1], a.epoch_nsr[0]) << block.name();  // and it learned
