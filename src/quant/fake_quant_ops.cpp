@@ -123,8 +123,8 @@ bool fused_applies(const torch::Tensor& x, std::initializer_list<torch::Tensor> 
 }
 
 // Each element loop is compiled for AVX-512, AVX2 and the baseline, and the loader picks the widest this CPU
-// runs (GCC's target_clones). The file is built with -ffp-contract=off (the AVX-512 clone would otherwise fuse
-// multiply-adds), so every clone rounds exactly as the reference does.
+// runs (GCC's target_clones). The file is built with -ffp-contract=off (the AVX-512 clone would otherwise
+// fuse multiply-adds), so every clone rounds exactly as the reference does.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define QNAS_ELEMENT_LOOP [[gnu::noinline, gnu::target_clones("avx512f", "avx2", "default")]]
 #else
