@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "nn/depthwise_conv.h"
 #include "quant/collectives.h"
 
 namespace qnas::nn {
@@ -111,7 +112,8 @@ torch::Tensor DynamicConv2dImpl::forward(const torch::Tensor& x) {
   // Channels-last weights make LibTorch's CPU convolutions run in NHWC (oneDNN), several times faster than
   // its NCHW path for depthwise and small convs, backward above all.
   torch::Tensor w = weight_quant->forward(active_weight(in)).contiguous(torch::MemoryFormat::ChannelsLast);
-  return torch::conv2d(x, w, {}, stride_, active_kernel_ / 2, 1, depthwise_ ? in : 1);
+  if (depthwise_) return depthwise_conv2d(x, w, stride_);
+  return torch::conv2d(x, w, {}, stride_, active_kernel_ / 2, 1, 1);
 }
 
 DynamicBatchNorm2dImpl::DynamicBatchNorm2dImpl(int max_features, double momentum_, double eps_)

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "nn/depthwise_conv.h"
 
 namespace qnas::nn {
 
@@ -67,7 +68,9 @@ torch::Tensor StaticNetImpl::conv_bn(StaticLayer& layer, const torch::Tensor& x)
   // Channels-last weights: see DynamicConv2dImpl::forward.
   const torch::Tensor w =
       layer.weight_quant(layer.conv->weight).contiguous(torch::MemoryFormat::ChannelsLast);
-  const torch::Tensor y = torch::conv2d(x, w, {}, s.stride, s.padding(), 1, s.groups());
+  const torch::Tensor y = s.op == OpKind::kDepthwiseConv
+                              ? depthwise_conv2d(x, w, s.stride)
+                              : torch::conv2d(x, w, {}, s.stride, s.padding(), 1, s.groups());
   return layer.bn ? layer.bn(y) : y;
 }
 
