@@ -7,16 +7,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/vector_clones.h"
 
 namespace qnas::nn {
 namespace {
-
-// The image loop is compiled for AVX-512, AVX2 and the baseline; the loader picks the widest this CPU runs.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define QNAS_IMAGE_LOOP [[gnu::noinline, gnu::target_clones("avx512f", "avx2", "default")]]
-#else
-#define QNAS_IMAGE_LOOP [[gnu::noinline]]
-#endif
 
 struct Geometry {
   std::int64_t channels, height, width, out_height, out_width;
@@ -25,9 +19,9 @@ struct Geometry {
 
 // One image, NHWC: grad_in += grad_out (*) weight (scattered back through every tap), and
 // grad_weight[tap] += grad_out * in over this image. `taps` is the weight as [K * K, C].
-QNAS_IMAGE_LOOP void backward_image(const float* __restrict grad_out, const float* __restrict in,
-                                    const float* __restrict taps, float* __restrict grad_in,
-                                    float* __restrict grad_taps, const Geometry& g) {
+QNAS_VECTOR_CLONES void backward_image(const float* __restrict grad_out, const float* __restrict in,
+                                       const float* __restrict taps, float* __restrict grad_in,
+                                       float* __restrict grad_taps, const Geometry& g) {
   const std::int64_t c_count = g.channels;
   for (std::int64_t oh = 0; oh < g.out_height; ++oh) {
     for (std::int64_t ow = 0; ow < g.out_width; ++ow) {

@@ -61,7 +61,6 @@ StaticLayer StaticNetImpl::make_layer(const space::LayerSpec& spec, const std::s
   return layer;
 }
 
-// The layer before its output quantizer: a block's last layer is quantised only after the residual add.
 // A conv layer up to its activation.
 torch::Tensor StaticNetImpl::conv_bn(StaticLayer& layer, const torch::Tensor& x) {
   const space::LayerSpec& s = layer.spec;
@@ -81,6 +80,7 @@ torch::Tensor StaticNetImpl::run_quantized_layer(StaticLayer& layer, const torch
   return activate_and_quantize(conv_bn(layer, x), s.activation, layer.output_quant);
 }
 
+// The layer before its output quantizer: a block's last layer is quantised only after the residual add.
 torch::Tensor StaticNetImpl::run_layer(StaticLayer& layer, const torch::Tensor& x) {
   const space::LayerSpec& s = layer.spec;
   switch (s.op) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/vector_clones.h"
 
 namespace qnas::quant {
 
@@ -122,21 +123,15 @@ bool fused_applies(const torch::Tensor& x, std::initializer_list<torch::Tensor> 
   return true;
 }
 
-// Each element loop is compiled for AVX-512, AVX2 and the baseline, and the loader picks the widest this CPU
-// runs (GCC's target_clones). The file is built with -ffp-contract=off (the AVX-512 clone would otherwise
-// fuse multiply-adds), so every clone rounds exactly as the reference does.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define QNAS_ELEMENT_LOOP [[gnu::noinline, gnu::target_clones("avx512f", "avx2", "default")]]
-#else
-#define QNAS_ELEMENT_LOOP [[gnu::noinline]]
-#endif
+// Each element loop is cloned for AVX-512/AVX2 (core/vector_clones.h). The file is built with
+// -ffp-contract=off, so every clone rounds exactly as the reference does.
 
 // ---------------------------------------------------------------------------------------------------------
 // The element loops, as plain functions over restrict pointers, kept out of line: GCC 12 vectorises them
 // alone but not once inlined into the parallel loop.
 
-QNAS_ELEMENT_LOOP void affine_forward_kernel(const float* __restrict x, float* __restrict y, std::int64_t n,
-                                             float s, float b, float lo, float hi) {
+QNAS_VECTOR_CLONES void affine_forward_kernel(const float* __restrict x, float* __restrict y, std::int64_t n,
+                                              float s, float b, float lo, float hi) {
   for (std::int64_t i = 0; i < n; ++i) {
     const float v = clamp_to((x[i] - b) / s, lo, hi);
     y[i] = round_small(v) * s + b;
@@ -144,9 +139,9 @@ QNAS_ELEMENT_LOOP void affine_forward_kernel(const float* __restrict x, float* _
 }
 
 // `act_lo`/`act_hi`: the ReLU / ReLU6 clamp applied first (+-infinity: none; a finite value stays itself).
-QNAS_ELEMENT_LOOP void zero_point_forward_kernel(const float* __restrict x, float* __restrict y,
-                                                 std::int64_t n, float s, float z, float lo, float hi,
-                                                 float limit, float act_lo, float act_hi) {
+QNAS_VECTOR_CLONES void zero_point_forward_kernel(const float* __restrict x, float* __restrict y,
+                                                  std::int64_t n, float s, float z, float lo, float hi,
+                                                  float limit, float act_lo, float act_hi) {
   for (std::int64_t i = 0; i < n; ++i) {
     const float u = clamp_to(clamp_to(x[i], act_lo, act_hi) / s, -limit, limit);
     const float code = clamp_to(round_small(u) + z, lo, hi);
@@ -161,9 +156,10 @@ QNAS_ELEMENT_LOOP void zero_point_forward_kernel(const float* __restrict x, floa
 
 // affine: scale through the product (g * round) and the quotient (-gx * v); offset through the sum (g) and
 // the difference (-gx).
-QNAS_ELEMENT_LOOP void affine_backward_block(const float* __restrict x, const float* __restrict g,
-                                             float* __restrict gx, float* __restrict ta, float* __restrict tb,
-                                             int m, float s, float b, float lo, float hi) {
+QNAS_VECTOR_CLONES void affine_backward_block(const float* __restrict x, const float* __restrict g,
+                                              float* __restrict gx, float* __restrict ta,
+                                              float* __restrict tb, int m, float s, float b, float lo,
+                                              float hi) {
   for (int j = 0; j < m; ++j) {
     const float gj = g[j];
     const float v = (x[j] - b) / s;
@@ -180,10 +176,10 @@ QNAS_ELEMENT_LOOP void affine_backward_block(const float* __restrict x, const fl
 // zero point: scale through the product (g * (code - z)) and the quotient (-ga * u); zero point through the
 // sum (ga * s) and the difference (-g * s), where ga is the gradient of the clamped a. The gradient of x is
 // ga where the clamp passes x (hardtanh's: strictly inside (act_lo, act_hi)).
-QNAS_ELEMENT_LOOP void zero_point_backward_block(const float* __restrict x, const float* __restrict g,
-                                                 float* __restrict gx, float* __restrict ta,
-                                                 float* __restrict tb, int m, float s, float z, float lo,
-                                                 float hi, float limit, float act_lo, float act_hi) {
+QNAS_VECTOR_CLONES void zero_point_backward_block(const float* __restrict x, const float* __restrict g,
+                                                  float* __restrict gx, float* __restrict ta,
+                                                  float* __restrict tb, int m, float s, float z, float lo,
+                                                  float hi, float limit, float act_lo, float act_hi) {
   for (int j = 0; j < m; ++j) {
     const float xj = x[j], gj = g[j];
     const bool passes = (xj > act_lo) & (xj < act_hi);
