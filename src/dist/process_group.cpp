@@ -172,6 +172,45 @@ void ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
   }
 }
 
+struct ProcessGroup::PendingSum::Work {
+  c10::intrusive_ptr<c10d::Work> work;
+  std::vector<torch::Tensor> tensors;  // kept alive while Gloo's worker thread sums into them
+};
+
+ProcessGroup::PendingSum::PendingSum(std::unique_ptr<Work> work, const Launch* launch)
+    : work_(std::move(work)), launch_(launch) {}
+ProcessGroup::PendingSum::PendingSum(PendingSum&&) noexcept = default;
+ProcessGroup::PendingSum& ProcessGroup::PendingSum::operator=(PendingSum&&) noexcept = default;
+// An abandoned sum (an exception between start and wait) must still finish before its tensor is freed.
+ProcessGroup::PendingSum::~PendingSum() {
+  if (!work_) return;
+  try {
+    work_->work->wait();
+  } catch (const std::exception&) {
+  }
+}
+
+void ProcessGroup::PendingSum::wait() {
+  if (!work_) return;
+  const auto work = std::move(work_);
+  wait_for(work->work, *launch_, "an all-reduce");
+}
+
+ProcessGroup::PendingSum ProcessGroup::start_sum(torch::Tensor flat) {
+  auto work = std::make_unique<PendingSum::Work>();
+  work->tensors = {std::move(flat)};
+  work->work = state_->group->allreduce(work->tensors);
+  return PendingSum(std::move(work), &launch_);
+}
+
+torch::Tensor ProcessGroup::all_gather(const torch::Tensor& tensor) {
+  std::vector<torch::Tensor> input = {tensor.contiguous()};
+  std::vector<std::vector<torch::Tensor>> output(1);
+  for (int r = 0; r < launch_.world_size; ++r) output[0].push_back(torch::empty_like(input[0]));
+  wait_for(state_->group->allgather(output, input), launch_, "an all-gather");
+  return torch::stack(output[0]);
+}
+
 void ProcessGroup::allreduce_max(torch::Tensor& tensor) {
   std::vector<torch::Tensor> one = {tensor};
   c10d::AllreduceOptions options;

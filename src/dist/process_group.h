@@ -48,8 +48,15 @@ class ProcessGroup {
 
   // In-place sums over all ranks, as one flat bucket (one message whatever the number of tensors).
   void allreduce_sum(const std::vector<torch::Tensor>& tensors);
+  // Starts an in-place sum of one tensor over all ranks and returns at once; `wait()` on the result blocks
+  // until it is done (a failed rank is the same qnas::Error as allreduce_sum's). Every rank must start the
+  // same sums in the same order: collectives are matched by the order they are issued in.
+  class PendingSum;
+  PendingSum start_sum(torch::Tensor flat);
   // In-place element-wise maximum over all ranks.
   void allreduce_max(torch::Tensor& tensor);
+  // Every rank's `tensor`, stacked in rank order: [world_size, tensor.sizes()...].
+  torch::Tensor all_gather(const torch::Tensor& tensor);
   void barrier();
   // Atomically adds `value` to the store counter `key` and returns the new value (work claiming).
   std::int64_t add(const std::string& key, std::int64_t value);
@@ -63,6 +70,22 @@ class ProcessGroup {
   struct State;
   Launch launch_;
   std::unique_ptr<State> state_;
+};
+
+class ProcessGroup::PendingSum {
+ public:
+  PendingSum(PendingSum&&) noexcept;
+  PendingSum& operator=(PendingSum&&) noexcept;
+  ~PendingSum();
+  // Blocks until the sum is complete; the tensor given to start_sum then holds it.
+  void wait();
+
+ private:
+  friend class ProcessGroup;
+  struct Work;
+  PendingSum(std::unique_ptr<Work> work, const Launch* launch);
+  std::unique_ptr<Work> work_;
+  const Launch* launch_;
 };
 
 }  // namespace qnas::dist

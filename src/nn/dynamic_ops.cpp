@@ -9,9 +9,12 @@
 namespace qnas::nn {
 namespace {
 
-// Training-mode batch norm over the batches of all ranks: forward all-reduces the per-channel sum and count,
-// then the sum of squared deviations (in double), backward the sums of dy and dy * x_hat. Weight and bias get
-// this rank's own sums, like every other parameter, and the trainer averages them with the rest.
+// Training-mode batch norm over the batches of all ranks. Forward sends one message: each rank's count, sum
+// and squared deviations from its own mean (two passes, in double), gathered and merged in rank order with
+// Chan's formula, whose terms are all non-negative: no E[x^2] - E[x]^2 cancellation for a channel whose mean
+// is large against its spread, and the same arithmetic on every rank. Backward all-reduces the sums of dy and
+// dy * x_hat. Weight and bias get this rank's own sums, like every other parameter, and the trainer averages
+// them with the rest.
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
@@ -21,20 +24,30 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const quant::Collectives& sync = *quant::collectives();
     const std::vector<int64_t> dims = {0, 2, 3};
     const std::vector<int64_t> shape = {1, x.size(1), 1, 1};
-    // Two passes, as LibTorch's own batch norm is exact to float rounding: E[x^2] - E[x]^2 cancels
-    // catastrophically for a channel whose mean is large against its spread.
-    torch::Tensor sum = x.sum(dims, false, torch::kDouble);
-    torch::Tensor count = torch::full({1}, static_cast<double>(x.numel() / std::max<int64_t>(x.size(1), 1)),
-                                      torch::TensorOptions().dtype(torch::kDouble).device(x.device()));
-    sync.sum({sum, count});
-    const double n = count.item<double>();
-    const torch::Tensor mean = sum / n, mean_f = mean.to(x.scalar_type());
-    const torch::Tensor centred = x - mean_f.view(shape);
-    torch::Tensor squares = (centred * centred).sum(dims, false, torch::kDouble);
-    sync.sum({squares});
-    const torch::Tensor var = squares / n;
+    const double local_n = static_cast<double>(x.numel() / std::max<int64_t>(x.size(1), 1));
+    const torch::Tensor local_sum = x.sum(dims, false, torch::kDouble);
+    const torch::Tensor local_mean_f = (local_sum / local_n).to(x.scalar_type());
+    const torch::Tensor centred = x - local_mean_f.view(shape);
+    // Deviations from the rounded local mean a: sum (x - m)^2 = sum (x - a)^2 - n (m - a)^2 with m exact.
+    const torch::Tensor local_offset = local_sum / local_n - local_mean_f.to(torch::kDouble);
+    const torch::Tensor local_m2 =
+        (centred * centred).sum(dims, false, torch::kDouble) - local_n * local_offset * local_offset;
+    const torch::Tensor mine =
+        torch::cat({torch::full({1}, local_n, local_sum.options()), local_sum, local_m2});
+    const torch::Tensor all = sync.gather(mine);  // [ranks, 1 + 2C]
+    const int64_t c = x.size(1);
+    const torch::Tensor counts = all.narrow(1, 0, 1), sums = all.narrow(1, 1, c),
+                        m2s = all.narrow(1, 1 + c, c);
+    const double n = counts.sum().item<double>();
+    const torch::Tensor mean = sums.sum(0) / n;
+    const torch::Tensor between = sums / counts - mean.unsqueeze(0);
+    const torch::Tensor var = (m2s + counts * between * between).sum(0) / n;
+    const torch::Tensor mean_f = mean.to(x.scalar_type());
     const torch::Tensor invstd_f = (var + eps).rsqrt().to(x.scalar_type());
-    const torch::Tensor y = centred * (invstd_f * weight).view(shape) + bias.view(shape);
+    // y = (x - mean) * s + bias, computed from the already centred x: (x - a) * s + (bias - (mean - a) * s).
+    const torch::Tensor scale = invstd_f * weight;
+    const torch::Tensor shift = bias - (mean_f - local_mean_f) * scale;
+    const torch::Tensor y = centred * scale.view(shape) + shift.view(shape);
     {
       torch::NoGradGuard no_grad;
       running_mean.mul_(1 - momentum).add_(mean_f * momentum);
@@ -145,7 +158,7 @@ torch::Tensor DynamicBatchNorm2dImpl::forward(const torch::Tensor& x) {
   if (is_training()) batches_tracked_.add_(1);
   // narrow() gives views, so the update lands in the leading channels of the shared buffers.
   torch::Tensor mean = running_mean.narrow(0, 0, c), var = running_var.narrow(0, 0, c);
-  if (is_training() && quant::collectives() && x.dim() == 4) {
+  if (is_training() && quant::collectives() && quant::collectives()->batch_norm && x.dim() == 4) {
     return SyncBatchNormFunction::apply(x, weight.narrow(0, 0, c), bias.narrow(0, 0, c), mean, var, m, eps);
   }
   return torch::batch_norm(x, weight.narrow(0, 0, c), bias.narrow(0, 0, c), mean, var, is_training(), m, eps,

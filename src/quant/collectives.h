@@ -12,6 +12,8 @@ namespace qnas::quant {
 struct Collectives {
   std::function<void(const std::vector<torch::Tensor>&)> sum;  // in place, over all ranks
   std::function<void(torch::Tensor&)> max;                     // in place, element-wise
+  std::function<torch::Tensor(const torch::Tensor&)> gather;   // every rank's tensor, stacked in rank order
+  bool batch_norm = true;  // false: batch norm normalises over this rank's batch alone
 };
 
 // The object must outlive every backward pass of the forward passes run while it was set.

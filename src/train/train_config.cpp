@@ -75,6 +75,7 @@ void visit_train_fields(Config& c, Visit&& visit) {
   visit("elastic_bits", c.elastic_bits);
   visit("grad_clip", c.grad_clip);
   visit("activation_quantizer", c.activation_quantizer);
+  visit("sync_batch_norm", c.sync_batch_norm);
 }
 
 // Every key of the config, visited once for both directions, so a key cannot be written but not read.

@@ -234,6 +234,9 @@ void Trainer::set_process_group(dist::ProcessGroup* group) {
   }
   collectives_.sum = [group = group_](const std::vector<torch::Tensor>& t) { group->allreduce_sum(t); };
   collectives_.max = [group = group_](torch::Tensor& t) { group->allreduce_max(t); };
+  collectives_.gather = [group = group_](const torch::Tensor& t) { return group->all_gather(t); };
+  collectives_.batch_norm = config_.sync_batch_norm;
+  reducer_ = std::make_unique<dist::GradientReducer>(*group_, model_->parameters());
 }
 
 namespace {
@@ -267,10 +270,12 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torc
   if (supernet) activate(*supernet, supernet->sample_max(), "max", rng);
   const torch::Tensor logits = model_->forward(images);
   const torch::Tensor loss = label_smoothing_cross_entropy(logits, labels, config_.label_smoothing);
-  loss.backward();
   out.loss = loss.item<double>();
   out.correct = logits.argmax(1).eq(labels).sum().item<std::int64_t>();
-  if (supernet) {
+  if (!supernet) {
+    backward(loss, /*last=*/true, out);
+  } else {
+    backward(loss, /*last=*/false, out);
     // The sandwich rule: the smallest subnet and k random ones learn from the largest one's predictions.
     const torch::Tensor teacher = logits.detach();
     std::vector<space::Subnet> others = {supernet->sample_min()};
@@ -293,33 +298,31 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torc
           value = kd.item<double>();
           break;
       }
-      kd.backward();
       out.distill += value / static_cast<double>(others.size());
+      backward(kd, /*last=*/i + 1 == others.size(), out);
     }
     activate(*supernet, supernet->sample_max(), "max", rng);
-  }
-  if (group_) {
-    // One bucket: every gradient plus this step's loss, distillation and correct count, summed.
-    std::vector<torch::Tensor> bucket;
-    for (const auto& p : model_->parameters()) {
-      if (p.grad().defined()) bucket.push_back(p.grad());
-    }
-    torch::Tensor stats = torch::tensor({out.loss, out.distill, static_cast<double>(out.correct)},
-                                        torch::TensorOptions().dtype(torch::kFloat).device(device_));
-    bucket.push_back(stats);
-    {
-      torch::NoGradGuard no_grad;
-      group_->allreduce_sum(bucket);
-      const double inverse = 1.0 / group_->world_size();
-      for (size_t i = 0; i + 1 < bucket.size(); ++i) bucket[i].mul_(inverse);
-    }
-    out.loss = stats[0].item<double>() / group_->world_size();
-    out.distill = stats[1].item<double>() / group_->world_size();
-    out.correct = static_cast<std::int64_t>(std::llround(stats[2].item<double>()));
   }
   if (config_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.grad_clip);
   optimizer_->step();
   return out;
+}
+
+void Trainer::backward(const torch::Tensor& loss, bool last, StepLosses& out) {
+  if (!group_ || !last) {
+    loss.backward();
+    return;
+  }
+  // The step's last backward: gradients are averaged over the ranks bucket by bucket while it runs, and this
+  // step's loss, distillation and correct count are summed alongside.
+  torch::Tensor stats = torch::tensor({out.loss, out.distill, static_cast<double>(out.correct)},
+                                      torch::TensorOptions().dtype(torch::kDouble).device(device_));
+  reducer_->prepare(loss, stats);
+  loss.backward();
+  reducer_->finish();
+  out.loss = stats[0].item<double>() / group_->world_size();
+  out.distill = stats[1].item<double>() / group_->world_size();
+  out.correct = static_cast<std::int64_t>(std::llround(stats[2].item<double>()));
 }
 
 EpochLog Trainer::train_epoch(int epoch) {

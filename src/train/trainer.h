@@ -17,6 +17,7 @@
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "dist/gradient_reducer.h"
 #include "dist/process_group.h"
 #include "nn/network.h"
 #include "quant/collectives.h"
@@ -72,6 +73,8 @@ class Trainer {
     std::int64_t correct = 0;
   };
   StepLosses step(const torch::Tensor& images, const torch::Tensor& labels, std::int64_t global_step);
+  // loss.backward(); on more than one rank the step's last one also averages the gradients and `out`.
+  void backward(const torch::Tensor& loss, bool last, StepLosses& out);
   EpochLog train_epoch(int epoch);
   void set_lr(double lr);
   void set_bits(int bits);
@@ -100,6 +103,7 @@ class Trainer {
   int bits_ = 32;  // what the quantizers are set to now
   std::int64_t steps_this_process_ = 0;
   dist::ProcessGroup* group_ = nullptr;
+  std::unique_ptr<dist::GradientReducer> reducer_;
   quant::Collectives collectives_;
   bool is_writer() const { return !group_ || group_->rank() == 0; }
   std::int64_t interrupt_after_ = -1;

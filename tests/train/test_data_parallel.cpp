@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "dist/gradient_reducer.h"
 #include "dist/process_group.h"
 #include "nn/dynamic_ops.h"
 #include "nn/supernet.h"
@@ -142,6 +143,68 @@ TEST(ProcessGroup, SumsAndMaximaCoverEveryRank) {
   EXPECT_TRUE(torch::equal(results[1], expected)) << results[1];
 }
 
+// Two backward passes into the same gradients, as a sandwich step makes them: the reducer averages over the
+// ranks during the second, one bucket per parameter here, each started by its gradient's hook (in order),
+// and a parameter only the first pass used (d) is final from the start; one no pass used (e) keeps no
+// gradient. The averages are those of the two ranks' gradients computed apart.
+TEST(GradientReducer, AveragesEveryGradientWhileTheLastBackwardRuns) {
+  torch::manual_seed(11);
+  const std::vector<torch::Tensor> start = {torch::randn({4, 4}), torch::randn({4, 4}), torch::randn({4, 4}),
+                                            torch::randn({4, 4}), torch::randn({4, 4})};
+  const std::vector<torch::Tensor> inputs = {torch::randn({3, 4}), torch::randn({3, 4})};
+  auto fresh = [&] {
+    std::vector<torch::Tensor> p;
+    for (const auto& t : start) p.push_back(t.clone().requires_grad_(true));
+    return p;
+  };
+  auto first_pass = [](const std::vector<torch::Tensor>& p, const torch::Tensor& x) {
+    return x.mm(p[0]).mm(p[3]).pow(2).sum();
+  };
+  auto last_pass = [](const std::vector<torch::Tensor>& p, const torch::Tensor& x) {
+    return x.mm(p[0]).mm(p[1]).mm(p[2]).tanh().sum();
+  };
+  std::vector<torch::Tensor> expected(4, torch::zeros({4, 4}));
+  for (const auto& x : inputs) {
+    auto p = fresh();
+    first_pass(p, x).backward();
+    last_pass(p, x).backward();
+    for (size_t i = 0; i < 4; ++i) expected[i] = expected[i] + p[i].grad() / 2;
+  }
+  const int port = test_port(9);
+  std::vector<std::vector<torch::Tensor>> grads(2);
+  std::vector<torch::Tensor> stats(2);
+  std::vector<int> buckets(2), early(2);
+  std::vector<bool> unused_has_grad(2);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.emplace_back([&, r] {
+      dist::ProcessGroup group(local(r, 2, port));
+      auto p = fresh();
+      dist::GradientReducer reducer(group, p, /*bucket_bytes=*/64);
+      first_pass(p, inputs[r]).backward();
+      const torch::Tensor loss = last_pass(p, inputs[r]);
+      stats[r] = torch::tensor({1.0 + r, 10.0}, torch::kDouble);
+      reducer.prepare(loss, stats[r]);
+      loss.backward();
+      reducer.finish();
+      for (size_t i = 0; i < 4; ++i) grads[r].push_back(p[i].grad());
+      unused_has_grad[r] = p[4].grad().defined();
+      buckets[r] = reducer.buckets_last_step();
+      early[r] = reducer.started_early_last_step();
+    });
+  }
+  for (auto& t : ranks) t.join();
+  for (int r = 0; r < 2; ++r) {
+    for (size_t i = 0; i < 4; ++i)
+      EXPECT_TRUE(torch::allclose(grads[r][i], expected[i], 1e-6, 1e-6))
+          << "rank " << r << " parameter " << i;
+    EXPECT_FALSE(unused_has_grad[r]);
+    EXPECT_TRUE(torch::equal(stats[r], torch::tensor({3.0, 20.0}, torch::kDouble)));
+    EXPECT_EQ(buckets[r], 4);
+    EXPECT_EQ(early[r], 4);  // all before backward returned: none waited for finish()
+  }
+}
+
 train::TrainConfig two_step_config() {
   train::TrainConfig c;
   c.epochs = 1;
@@ -265,6 +328,7 @@ TEST(DataParallel, SynchronisedBatchNormOverTwoRanksEqualsOneBatch) {
       quant::Collectives c;
       c.sum = [&](const std::vector<torch::Tensor>& t) { group.allreduce_sum(t); };
       c.max = [&](torch::Tensor& t) { group.allreduce_max(t); };
+      c.gather = [&](const torch::Tensor& t) { return group.all_gather(t); };
       quant::set_collectives(&c);
       auto bn = make();
       torch::Tensor x = x0.narrow(0, 4 * r, 4).clone().requires_grad_(true);
@@ -330,6 +394,7 @@ TEST(DataParallel, AQuantisedStepOnTwoRanksIsTheStepOfOneProcess) {
   quant::Collectives one_rank;
   one_rank.sum = [](const std::vector<torch::Tensor>&) {};
   one_rank.max = [](torch::Tensor&) {};
+  one_rank.gather = [](const torch::Tensor& t) { return t.unsqueeze(0); };
   const torch::Tensor single_logits = quantised_step(*single, images, labels, one_rank);
 
   std::vector<std::shared_ptr<nn::SupernetImpl>> nets = {quantised_supernet(), quantised_supernet()};
@@ -342,6 +407,7 @@ TEST(DataParallel, AQuantisedStepOnTwoRanksIsTheStepOfOneProcess) {
       quant::Collectives c;
       c.sum = [&](const std::vector<torch::Tensor>& t) { group.allreduce_sum(t); };
       c.max = [&](torch::Tensor& t) { group.allreduce_max(t); };
+      c.gather = [&](const torch::Tensor& t) { return group.all_gather(t); };
       logits[r] = quantised_step(*nets[r], images.narrow(0, 8 * r, 8), labels.narrow(0, 8 * r, 8), c);
     });
   }
