@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <map>
 #include <thread>
 
 #include "core/error.h"
@@ -152,7 +153,7 @@ void wait_for(const c10::intrusive_ptr<c10d::Work>& work, const Launch& launch, 
         "rank {}: {} across {} ranks failed ({}): another rank stopped or is {} s behind; the run resumes "
         "from "
         "its last checkpoint when started again",
-        launch.rank, what, launch.world_size, e.what(), launch.timeout.count() / 1000);
+        launch.rank, what, launch.world_size, first_line(e.what()), launch.timeout.count() / 1000);
   }
 }
 
@@ -201,6 +202,28 @@ ProcessGroup::PendingSum ProcessGroup::start_sum(torch::Tensor flat) {
   work->tensors = {std::move(flat)};
   work->work = state_->group->allreduce(work->tensors);
   return PendingSum(std::move(work), &launch_);
+}
+
+void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int root) {
+  std::map<torch::Dtype, std::vector<torch::Tensor>> by_dtype;
+  for (const auto& t : tensors) by_dtype[t.scalar_type()].push_back(t);
+  torch::NoGradGuard no_grad;
+  for (auto& [dtype, group] : by_dtype) {
+    std::vector<torch::Tensor> flat_parts;
+    for (const auto& t : group) flat_parts.push_back(t.reshape({-1}));
+    // Gloo sends no bool: flags (quantizers' initialised buffers) travel as bytes.
+    const bool flags = dtype == torch::kBool;
+    std::vector<torch::Tensor> bucket = {flags ? torch::cat(flat_parts).to(torch::kUInt8)
+                                               : torch::cat(flat_parts)};
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    wait_for(state_->group->broadcast(bucket, options), launch_, "a broadcast");
+    std::int64_t at = 0;
+    for (auto& t : group) {
+      t.copy_(bucket[0].narrow(0, at, t.numel()).view(t.sizes()));  // copy_ converts bytes back to bool
+      at += t.numel();
+    }
+  }
 }
 
 torch::Tensor ProcessGroup::all_gather(const torch::Tensor& tensor) {

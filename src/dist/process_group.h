@@ -55,6 +55,9 @@ class ProcessGroup {
   PendingSum start_sum(torch::Tensor flat);
   // In-place element-wise maximum over all ranks.
   void allreduce_max(torch::Tensor& tensor);
+  // Copies rank `root`'s values into these tensors on every rank (one message per dtype). The ranks must
+  // pass tensors of the same shapes and dtypes, in the same order.
+  void broadcast(const std::vector<torch::Tensor>& tensors, int root = 0);
   // Every rank's `tensor`, stacked in rank order: [world_size, tensor.sizes()...].
   torch::Tensor all_gather(const torch::Tensor& tensor);
   void barrier();

@@ -18,6 +18,7 @@
 #include "core/fs.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "core/strings.h"
 #include "data/source.h"
 #include "deploy/deploy.h"
 #include "deploy/engines.h"
@@ -27,6 +28,7 @@
 #include "latency/profiling.h"
 #include "nn/supernet.h"
 #include "pipeline/finish_choice.h"
+#include "pipeline/rank_tasks.h"
 #include "pipeline/run_config.h"
 #include "pipeline/run_report.h"
 #include "pipeline/run_state.h"
@@ -65,7 +67,8 @@ struct Context {
   const space::Hyperspace* hyperspace = nullptr;
   std::int64_t train_images = 0;  // the trainers' train_limit: the rest of the training set is held out
   RunState state;
-  data::Normalize normalize;  // the trainer's (Fashion-MNIST statistics), so every stage agrees
+  data::Normalize normalize;   // the trainer's (Fashion-MNIST statistics), so every stage agrees
+  RankTasks* tasks = nullptr;  // under a launcher: how rank 0 hands training stages to the other ranks
 
   fs::path stage_dir(const std::string& name) const { return dir / name; }
   // A training section with the pipeline's training image count (a preset's non-zero train_limit caps it).
@@ -237,6 +240,44 @@ json run_latency(Context& c) {
   return out;
 }
 
+// --- training on every rank -------------------------------------------------------------------------------
+
+// What a training stage trains, described so that every rank builds the same network.
+json static_network(const std::string& space, const std::string& subnet) {
+  return {{"kind", "static"}, {"space", space}, {"subnet", subnet}};
+}
+
+std::shared_ptr<nn::NetworkImpl> build_network(const Context& c, const json& model) {
+  const std::string kind = model.at("kind");
+  const auto space = space::SearchSpace::parse(model.at("space").get<std::string>());
+  if (kind == "supernet") return std::make_shared<nn::SupernetImpl>(space);
+  const auto subnet = space::Subnet::parse(model.at("subnet").get<std::string>());
+  if (kind == "static") return std::make_shared<nn::StaticNetImpl>(space::build_arch_spec(space, subnet));
+  // "extracted": the subnet with a trained supernet's weights, batch norm recalibrated.
+  deploy::TrainedRun run = deploy::load_run(model.at("supernet_dir").get<std::string>());
+  return deploy::network_to_deploy(run, subnet.encode(), c.data.train, c.normalize).ptr();
+}
+
+struct Trained {
+  std::shared_ptr<nn::NetworkImpl> network;
+  std::vector<train::EpochLog> logs;
+};
+
+// Trains `model` in `dir`, on every rank when launched so: rank 0 hands the same task to the others first,
+// and the trainer starts them all from rank 0's weights.
+Trained train_on_ranks(Context& c, const json& model, const train::TrainConfig& config, const fs::path& dir) {
+  torch::manual_seed(config.seed);  // the initial weights
+  Trained t{build_network(c, model), {}};
+  train::Trainer trainer(config, t.network, c.data.train, c.data.test, dir);
+  if (c.tasks) {
+    if (c.tasks->rank() == 0)
+      c.tasks->publish({{"kind", "train"}, {"model", model}, {"config", config.to_json()}, {"dir", dir}});
+    trainer.set_process_group(&c.tasks->group());
+  }
+  t.logs = trainer.run();
+  return t;
+}
+
 // --- 3. teacher --------------------------------------------------------------------------------------------
 
 std::string teacher_space(const Context& c) {
@@ -249,10 +290,8 @@ json run_teacher(Context& c) {
   const auto space = space::SearchSpace::parse(teacher_space(c));
   const auto subnet = space::max_subnet(space);
   const train::TrainConfig config = c.train_config(c.config["teacher"]);
-  torch::manual_seed(config.seed);
-  auto net = std::make_shared<nn::StaticNetImpl>(space::build_arch_spec(space, subnet));
-  train::Trainer trainer(config, net, c.data.train, c.data.test, c.stage_dir("teacher"));
-  const auto logs = trainer.run();
+  const auto logs =
+      train_on_ranks(c, static_network(space.encode(), subnet.encode()), config, c.stage_dir("teacher")).logs;
   return {{"space", space.encode()},
           {"subnet", subnet.encode()},
           {"test_accuracy", logs.back().eval.empty() ? 0.0 : logs.back().eval.front().accuracy},
@@ -268,9 +307,18 @@ train::BlockKdConfig block_kd_config(const Context& c) {
   return train::BlockKdConfig::from_json(j);
 }
 
+// A rank other than 0 distils in a directory of its own and sends each finished block to rank 0's.
+fs::path rank_block_kd_dir(const Context& c) {
+  return c.dir / "ranks" / fmt::format("rank{}", c.tasks->rank()) / "block-kd";
+}
+
 json run_block_kd(Context& c) {
   train::BlockKd kd(block_kd_config(c), train::load_teacher(c.stage_dir("teacher")), c.data.train,
                     c.stage_dir("block-kd"));
+  if (c.tasks) {
+    c.tasks->publish({{"kind", "block-kd"}});
+    kd.set_process_group(&c.tasks->group());
+  }
   const auto blocks = kd.blocks();
   const auto trained = kd.run(blocks);
   for (const auto& b : blocks) {
@@ -399,10 +447,7 @@ json baseline_supernet_section(const Context& c) {
 json run_supernet(Context& c, const std::string& space_text, const fs::path& dir, const json& section) {
   const auto space = space::SearchSpace::parse(space_text);
   const train::TrainConfig config = c.train_config(section);
-  torch::manual_seed(config.seed);
-  auto model = std::make_shared<nn::SupernetImpl>(space);
-  train::Trainer trainer(config, model, c.data.train, c.data.test, dir);
-  const auto logs = trainer.run();
+  const auto logs = train_on_ranks(c, {{"kind", "supernet"}, {"space", space.encode()}}, config, dir).logs;
   json epochs = json::array();
   for (const auto& l : logs) epochs.push_back(train::to_json(l));
   write_json_atomic(dir / "results.json",
@@ -498,16 +543,13 @@ json finish_one(Context& c, const fs::path& supernet_dir, const json& best, cons
   if (ft_section["epochs"].get<int>() + ft_section["qat_epochs"].get<int>() > 0) {
     const train::TrainConfig config = c.train_config(ft_section);
     const std::string init = c.config["finish"]["init"].get<std::string>();
-    nn::StaticNet tuned = nullptr;
-    if (init == "scratch") {
-      torch::manual_seed(config.seed);
-      tuned = nn::StaticNet(std::make_shared<nn::StaticNetImpl>(
-          space::build_arch_spec(*run.space, space::Subnet::parse(subnet))));
-    } else {
-      tuned = deploy::network_to_deploy(run, subnet, c.data.train, c.normalize);
-    }
-    train::Trainer trainer(config, tuned.ptr(), c.data.train, c.data.test, dir / "finetune");
-    trainer.run();
+    const json model = init == "scratch" ? static_network(run.space->encode(), subnet)
+                                         : json{{"kind", "extracted"},
+                                                {"space", run.space->encode()},
+                                                {"subnet", subnet},
+                                                {"supernet_dir", supernet_dir}};
+    nn::StaticNet tuned(std::static_pointer_cast<nn::StaticNetImpl>(
+        train_on_ranks(c, model, config, dir / "finetune").network));
     tuned->eval();
     const double tuned_heldout = heldout_accuracy(c, *tuned);
     finetune = {{"ran", true},
@@ -719,6 +761,41 @@ std::string eta_text(const std::vector<double>& estimates, size_t next, double e
   return ProgressLine::format_duration(rest * std::clamp(scale, 0.25, 4.0));
 }
 
+// A rank other than 0: trains what rank 0 hands over until it says it is done.
+json follow_rank0(Context& c) {
+  const int rank = c.tasks->rank();
+  std::fprintf(stderr,
+               "qnas run: rank %d of %d, %d threads: trains the training stages with rank 0, which runs the "
+               "rest\n",
+               rank, c.tasks->world_size(), torch::get_num_threads());
+  int tasks = 0;
+  for (;;) {
+    const json task = c.tasks->next();
+    const std::string kind = task.at("kind");
+    if (kind == "done") break;
+    ++tasks;
+    if (kind == "train") {
+      const fs::path dir = task.at("dir").get<std::string>();
+      std::fprintf(stderr, "qnas run: rank %d trains %s with rank 0\n", rank, dir.c_str());
+      train_on_ranks(c, task.at("model"), train::TrainConfig::from_json(task.at("config")), dir);
+    } else if (kind == "block-kd") {
+      const fs::path dir = rank_block_kd_dir(c);
+      std::fprintf(stderr, "qnas run: rank %d distils blocks in %s for rank 0\n", rank, dir.c_str());
+      fs::create_directories(dir);
+      train::BlockKd kd(block_kd_config(c), train::load_teacher(c.stage_dir("teacher")), c.data.train, dir);
+      kd.set_process_group(&c.tasks->group());
+      kd.run(kd.blocks());
+    } else {
+      fail("rank {}: rank 0 sent a task of unknown kind '{}': every rank must run the same qnas", rank, kind);
+    }
+  }
+  std::fprintf(stderr, "qnas run: rank %d: rank 0 finished; this rank took part in %d training stages\n",
+               rank, tasks);
+  return {{"stopped_after", fmt::format("rank {}", rank)}};
+}
+
+json run_stages(Context& c, std::chrono::steady_clock::time_point start);
+
 }  // namespace
 
 const std::vector<std::string>& stage_names() {
@@ -785,6 +862,31 @@ json run_pipeline(const RunOptions& options_in) {
   torch::set_num_threads(c.options.threads > 0
                              ? c.options.threads
                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  // Under a launcher rank 0 runs the stages and the others join its training stages: they write nothing else.
+  const dist::Launch launch = dist::launch_from_environment();
+  std::unique_ptr<dist::ProcessGroup> group;
+  std::unique_ptr<RankTasks> tasks;
+  if (launch.distributed()) {
+    std::fprintf(stderr, "qnas run: rank %d of %d, rendezvous at %s:%d\n", launch.rank, launch.world_size,
+                 launch.master_addr.c_str(), launch.master_port);
+    group = std::make_unique<dist::ProcessGroup>(launch);
+    tasks = std::make_unique<RankTasks>(*group);
+    c.tasks = tasks.get();
+    if (launch.rank != 0) return follow_rank0(c);
+  }
+  try {
+    json result = run_stages(c, start);
+    if (tasks) tasks->finish();
+    return result;
+  } catch (const std::exception& e) {
+    if (tasks) tasks->stop(first_line(e.what()));
+    throw;
+  }
+}
+
+namespace {
+
+json run_stages(Context& c, std::chrono::steady_clock::time_point start) {
   require_writable_directory(c.dir, "--run-dir");
   write_json_atomic(c.dir / "config.json",
                     {{"preset", c.options.preset}, {"data", c.options.data}, {"config", c.config}});
@@ -837,5 +939,7 @@ json run_pipeline(const RunOptions& options_in) {
   }
   return read_json_file(c.dir / "summary.json");
 }
+
+}  // namespace
 
 }  // namespace qnas::pipeline

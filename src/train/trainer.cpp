@@ -483,6 +483,28 @@ void Trainer::write_logs() const {
                     {{"model", model_identity()}, {"config", config_.to_json()}, {"epochs", epochs}});
 }
 
+void Trainer::start_from_rank0_weights() {
+  // A fresh run starts every rank from rank 0's weights, buffers and quantizer state, as DDP does: a network
+  // built by extraction or on another machine need not round alike everywhere. The ranks must hold the same
+  // network: its tensor count and size are compared first, so a mismatch is an error, not garbage.
+  std::vector<torch::Tensor> state;
+  for (const auto& p : model_->parameters()) state.push_back(p);
+  for (const auto& b : model_->buffers()) state.push_back(b);
+  double size = 0;
+  for (const auto& t : state) size += static_cast<double>(t.numel());
+  const double count = static_cast<double>(state.size());
+  torch::Tensor shape = torch::tensor({count, size, -count, -size}, torch::kDouble);
+  group_->allreduce_max(shape);
+  if (shape[0].item<double>() != -shape[2].item<double>() ||
+      shape[1].item<double>() != -shape[3].item<double>()) {
+    fail(
+        "rank {} holds a network of {} tensors ({} values), other ranks between {} and {}: every rank must "
+        "train the same network",
+        group_->rank(), state.size(), size, -shape[2].item<double>(), shape[0].item<double>());
+  }
+  group_->broadcast(state, 0);
+}
+
 std::vector<EpochLog> Trainer::run() {
   require_writable_directory(run_dir_, "--run-dir");
   const int total = config_.epochs + config_.qat_epochs;
@@ -500,6 +522,7 @@ std::vector<EpochLog> Trainer::run() {
           group_->rank(), done, earliest, latest, checkpoint_path().string());
     }
   }
+  if (group_ && done == 0) start_from_rank0_weights();
   if (done > 0) {
     if (is_writer())
       std::fprintf(stderr, "resuming %s from epoch %d of %d\n", checkpoint_path().c_str(), done, total);

@@ -76,6 +76,7 @@ class Trainer {
   // loss.backward(); on more than one rank the step's last one also averages the gradients and `out`.
   void backward(const torch::Tensor& loss, bool last, StepLosses& out);
   EpochLog train_epoch(int epoch);
+  void start_from_rank0_weights();
   void set_lr(double lr);
   void set_bits(int bits);
   double lr_at(int epoch, std::int64_t step_in_epoch) const;
