@@ -112,9 +112,11 @@ void add_subnet_search_command(CLI::App& app) {
                   "(generations + 1))")
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "random seed")->capture_default_str();
-  cmd->add_flag("--seed-extremes", o.search.seed_extremes,
-                "evolution/nsga2: start the first population with the max and min subnets that fit (as `qnas "
-                "run` does)");
+  cmd->add_flag(
+      "--seed-extremes", o.search.seed_extremes,
+      "evolution/nsga2: start the first population with the max and min subnets that fit (as `qnas "
+      "run` does); --objective bitops/size always starts from the max and min subnets at each uniform "
+      "bit-width");
   cmd->add_option("--evaluator", o.evaluator,
                   "supernet (held-out accuracy) | predictor (ridge on the one-hot encoding, fitted on "
                   "supernet evaluations)")

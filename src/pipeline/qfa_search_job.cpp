@@ -109,11 +109,30 @@ class Job {
     return a;
   }
 
+  // The max and min subnets at each uniform bit-width: the baselines the front is compared with.
+  std::vector<std::pair<std::string, QfaGenome>> uniform_networks() const {
+    std::vector<std::pair<std::string, QfaGenome>> out;
+    for (int bits : space_->choices()) {
+      for (const auto& [arch, subnet] :
+           {std::pair<std::string, space::Subnet>{"max", space::max_subnet(space_->space())},
+            {"min", space::min_subnet(space_->space())}}) {
+        const space::ArchSpec spec = space::build_arch_spec(space_->space(), subnet);
+        out.emplace_back(fmt::format("uniform{}-{}", bits, arch),
+                         space_->genome_of(subnet, search::qfa_uniform(spec, bits)));
+      }
+    }
+    return out;
+  }
+
   void fit_predictor() {
     Rng rng(o_.search.seed ^ kPredictorSampleStream);
     std::vector<QfaGenome> sample;
     std::set<std::string> keys;
-    const int wanted = o_.predictor_train + o_.predictor_test;
+    // The uniform networks train the predictor first: random networks rarely land near the extremes.
+    for (const auto& [name, g] : uniform_networks()) {
+      if (keys.insert(space_->key(g)).second) sample.push_back(g);
+    }
+    const int wanted = o_.predictor_train + o_.predictor_test + static_cast<int>(sample.size());
     for (int tries = 0; static_cast<int>(sample.size()) < wanted && tries < 100 * wanted; ++tries) {
       QfaGenome g = space_->random(rng);
       if (keys.insert(space_->key(g)).second) sample.push_back(std::move(g));
@@ -123,7 +142,7 @@ class Job {
     std::vector<double> y_train, y_test;
     for (size_t i = 0; i < sample.size(); ++i) {
       const double a = heldout_accuracy(sample[i]);
-      const bool train = static_cast<int>(i) < o_.predictor_train;
+      const bool train = static_cast<int>(i) < static_cast<int>(sample.size()) - o_.predictor_test;
       (train ? x_train : x_test).push_back(space_->features(sample[i]));
       (train ? y_train : y_test).push_back(a);
       progress.update(static_cast<std::int64_t>(i + 1), fmt::format("last {:.2f}%", 100 * a));
@@ -142,6 +161,7 @@ class Job {
     ProgressLine progress("QFA NSGA-II", o_.search.generations, "generations");
     search::QfaSearchOptions options = o_.search;
     options.on_generation = [&](int done, int) { progress.update(done); };
+    for (const auto& [name, g] : uniform_networks()) options.initial.push_back(g);
     result_ = search::nsga2_qfa(
         *space_, [&](const QfaGenome& g) { return predictor_.predict(space_->features(g)); },
         [&](const QfaGenome& g) { return cost_(spec_of(g), space_->assignment(g)); }, options);
@@ -176,16 +196,9 @@ class Job {
       front_.push_back(measure(fmt::format("front{}", i + 1), space_->parse_key(c.key), test, c.accuracy));
       progress.update(++done);
     }
-    for (int bits : space_->choices()) {
-      for (const auto& [arch, subnet] :
-           {std::pair<std::string, space::Subnet>{"max", space::max_subnet(space_->space())},
-            {"min", space::min_subnet(space_->space())}}) {
-        const space::ArchSpec spec = space::build_arch_spec(space_->space(), subnet);
-        const QfaGenome g = space_->genome_of(subnet, search::qfa_uniform(spec, bits));
-        uniform_.push_back(measure(fmt::format("uniform{}-{}", bits, arch), g, test,
-                                   predictor_.predict(space_->features(g))));
-        progress.update(++done);
-      }
+    for (const auto& [name, g] : uniform_networks()) {
+      uniform_.push_back(measure(name, g, test, predictor_.predict(space_->features(g))));
+      progress.update(++done);
     }
     progress.finish();
   }

@@ -27,6 +27,9 @@ class Nsga2 {
 
   QfaSearchResult run() {
     std::vector<Member> population;
+    for (const auto& g : o_.initial) {
+      if (static_cast<int>(population.size()) < o_.population && !seen(g)) population.push_back(evaluate(g));
+    }
     for (int tries = 0; static_cast<int>(population.size()) < o_.population && tries < 50 * o_.population;
          ++tries) {
       QfaGenome g = space_.random(rng_);

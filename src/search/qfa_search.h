@@ -18,6 +18,9 @@ struct QfaSearchOptions {
   double mutation = 0.1;   // probability that a gene is redrawn
   double crossover = 0.9;  // probability that a child comes from two parents
   std::uint64_t seed = 0;
+  // Networks the first population starts with, before the random ones (the job gives the uniform-bit
+  // networks, so the front is searched from the baselines it must beat, as OFA seeds its evolution).
+  std::vector<QfaGenome> initial;
   // Called after every generation with (generations done, of how many).
   std::function<void(int, int)> on_generation;
 };
