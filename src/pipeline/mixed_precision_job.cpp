@@ -408,6 +408,8 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
     c.test_limit = std::min<std::int64_t>(test_count, 2000);
     c.eval_random_subnets = 0;
     c.random_subnets = 0;
+    // The network is one subnet now, in one assignment: a QFA supernet's elastic bits do not apply to it.
+    c.elastic_bits.clear();
     c.seed = o.seed;
     // Below 4 bits the first QAT steps diverge without clipping (train::TrainConfig::grad_clip).
     const bool low = std::any_of(bits.layers.begin(), bits.layers.end(), [](const space::LayerBits& l) {
