@@ -157,20 +157,30 @@ void wait_for(const c10::intrusive_ptr<c10d::Work>& work, const Launch& launch, 
   }
 }
 
+// One contiguous copy of `tensors`, so a collective sends one message whatever their number.
+torch::Tensor flatten(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> parts;
+  parts.reserve(tensors.size());
+  for (const auto& t : tensors) parts.push_back(t.reshape({-1}));
+  return torch::cat(parts);
+}
+
+// Copies `flat` back into `tensors`, the inverse of flatten (copy_ converts dtypes).
+void unflatten_into(const torch::Tensor& flat, const std::vector<torch::Tensor>& tensors) {
+  std::int64_t at = 0;
+  for (const auto& t : tensors) {
+    t.copy_(flat.narrow(0, at, t.numel()).view(t.sizes()));
+    at += t.numel();
+  }
+}
+
 }  // namespace
 
 void ProcessGroup::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
   if (tensors.empty()) return;
-  std::vector<torch::Tensor> flat_parts;
-  flat_parts.reserve(tensors.size());
-  for (const auto& t : tensors) flat_parts.push_back(t.reshape({-1}));
-  std::vector<torch::Tensor> bucket = {torch::cat(flat_parts)};
+  std::vector<torch::Tensor> bucket = {flatten(tensors)};
   wait_for(state_->group->allreduce(bucket), launch_, "an all-reduce");
-  std::int64_t at = 0;
-  for (const auto& t : tensors) {
-    t.copy_(bucket[0].narrow(0, at, t.numel()).view(t.sizes()));
-    at += t.numel();
-  }
+  unflatten_into(bucket[0], tensors);
 }
 
 struct ProcessGroup::PendingSum::Work {
@@ -209,20 +219,13 @@ void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int root
   for (const auto& t : tensors) by_dtype[t.scalar_type()].push_back(t);
   torch::NoGradGuard no_grad;
   for (auto& [dtype, group] : by_dtype) {
-    std::vector<torch::Tensor> flat_parts;
-    for (const auto& t : group) flat_parts.push_back(t.reshape({-1}));
     // Gloo sends no bool: flags (quantizers' initialised buffers) travel as bytes.
-    const bool flags = dtype == torch::kBool;
-    std::vector<torch::Tensor> bucket = {flags ? torch::cat(flat_parts).to(torch::kUInt8)
-                                               : torch::cat(flat_parts)};
+    std::vector<torch::Tensor> bucket = {dtype == torch::kBool ? flatten(group).to(torch::kUInt8)
+                                                               : flatten(group)};
     c10d::BroadcastOptions options;
     options.rootRank = root;
     wait_for(state_->group->broadcast(bucket, options), launch_, "a broadcast");
-    std::int64_t at = 0;
-    for (auto& t : group) {
-      t.copy_(bucket[0].narrow(0, at, t.numel()).view(t.sizes()));  // copy_ converts bytes back to bool
-      at += t.numel();
-    }
+    unflatten_into(bucket[0], group);
   }
 }
 

@@ -483,6 +483,24 @@ void Trainer::write_logs() const {
                     {{"model", model_identity()}, {"config", config_.to_json()}, {"epochs", epochs}});
 }
 
+namespace {
+
+// The smallest and largest of each value over all ranks, in one maximum all-reduce of the values and their
+// negatives.
+std::vector<std::pair<double, double>> range_over_ranks(dist::ProcessGroup& group,
+                                                        const std::vector<double>& values) {
+  std::vector<double> both = values;
+  for (double v : values) both.push_back(-v);
+  torch::Tensor t = torch::tensor(both, torch::kDouble);
+  group.allreduce_max(t);
+  std::vector<std::pair<double, double>> ranges;
+  const auto n = static_cast<std::int64_t>(values.size());
+  for (std::int64_t i = 0; i < n; ++i) ranges.emplace_back(-t[n + i].item<double>(), t[i].item<double>());
+  return ranges;
+}
+
+}  // namespace
+
 void Trainer::start_from_rank0_weights() {
   // A fresh run starts every rank from rank 0's weights, buffers and quantizer state, as DDP does: a network
   // built by extraction or on another machine need not round alike everywhere. The ranks must hold the same
@@ -492,15 +510,12 @@ void Trainer::start_from_rank0_weights() {
   for (const auto& b : model_->buffers()) state.push_back(b);
   double size = 0;
   for (const auto& t : state) size += static_cast<double>(t.numel());
-  const double count = static_cast<double>(state.size());
-  torch::Tensor shape = torch::tensor({count, size, -count, -size}, torch::kDouble);
-  group_->allreduce_max(shape);
-  if (shape[0].item<double>() != -shape[2].item<double>() ||
-      shape[1].item<double>() != -shape[3].item<double>()) {
+  const auto ranges = range_over_ranks(*group_, {static_cast<double>(state.size()), size});
+  if (ranges[0].first != ranges[0].second || ranges[1].first != ranges[1].second) {
     fail(
         "rank {} holds a network of {} tensors ({} values), other ranks between {} and {}: every rank must "
         "train the same network",
-        group_->rank(), state.size(), size, -shape[2].item<double>(), shape[0].item<double>());
+        group_->rank(), state.size(), size, ranges[0].first, ranges[0].second);
   }
   group_->broadcast(state, 0);
 }
@@ -512,9 +527,7 @@ std::vector<EpochLog> Trainer::run() {
   if (group_) {
     // Every rank must resume from the same epoch: one that cannot see rank 0's checkpoint would train
     // other steps and the collectives would pair unrelated tensors.
-    torch::Tensor seen = torch::tensor({static_cast<float>(done), -static_cast<float>(done)});
-    group_->allreduce_max(seen);
-    const int latest = seen[0].item<int>(), earliest = -seen[1].item<int>();
+    const auto [earliest, latest] = range_over_ranks(*group_, {static_cast<double>(done)})[0];
     if (latest != earliest) {
       fail(
           "rank {} resumes from epoch {}, the ranks from epochs {} to {}: every rank must see the same {} (a "

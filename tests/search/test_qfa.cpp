@@ -22,6 +22,11 @@ const space::SearchSpace& test_space() {
 }
 
 // More bits and more MACs help, with diminishing returns: a stand-in for a trained supernet.
+// The search's cost in these tests: the network's BitOPs in millions.
+double bitops_m(const QfaSpace& q, const QfaGenome& g) {
+  return space::bitops(space::build_arch_spec(q.space(), g.subnet), q.assignment(g)) / 1e6;
+}
+
 double made_up_accuracy(const QfaSpace& q, const QfaGenome& g) {
   const auto spec = space::build_arch_spec(q.space(), g.subnet);
   const auto bits = q.assignment(g);
@@ -110,9 +115,7 @@ TEST(QfaGenome, BadChoicesAreRefused) {
 TEST(QfaSearch, FrontIsNonDominatedSortedAndSeeded) {
   const QfaSpace q(test_space(), {2, 3, 4});
   auto accuracy = [&](const QfaGenome& g) { return made_up_accuracy(q, g); };
-  auto cost = [&](const QfaGenome& g) {
-    return space::bitops(space::build_arch_spec(q.space(), g.subnet), q.assignment(g)) / 1e6;
-  };
+  auto cost = [&](const QfaGenome& g) { return bitops_m(q, g); };
   QfaSearchOptions o;
   o.population = 16;
   o.generations = 6;
@@ -153,9 +156,7 @@ TEST(QfaSearch, InitialNetworksStartThePopulationAndReachTheFront) {
   auto accuracy = [&](const QfaGenome& g) {
     return q.key(g) == q.key(best) ? 1.0 : 0.5 * made_up_accuracy(q, g);
   };
-  auto cost = [&](const QfaGenome& g) {
-    return space::bitops(space::build_arch_spec(q.space(), g.subnet), q.assignment(g)) / 1e6;
-  };
+  auto cost = [&](const QfaGenome& g) { return bitops_m(q, g); };
   QfaSearchOptions o;
   o.population = 8;
   o.generations = 3;
