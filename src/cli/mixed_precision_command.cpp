@@ -58,6 +58,9 @@ void add_mixed_precision_command(CLI::App& app) {
   cmd->add_option("--finetune-images", o->finetune_images, "training images per fine-tune epoch")
       ->capture_default_str();
   cmd->add_option("--finetune-lr", o->finetune_lr, "fine-tune learning rate")->capture_default_str();
+  cmd->add_option("--finetune-distill", o->finetune_distill,
+                  "learn from the network in its trained bits (the run's distillation loss), not the labels")
+      ->capture_default_str();
   cmd->add_option("--test-images", o->test_images, "test images for accuracy (0: all)")
       ->capture_default_str();
   cmd->add_option("--data-dir", o->data_dir, "Fashion-MNIST directory")->capture_default_str();

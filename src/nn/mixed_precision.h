@@ -24,6 +24,13 @@ std::vector<QuantLayerHandles> quant_layer_handles(StaticNetImpl& net);
 enum class Scales {
   kKeepRange,  // a network trained in other bits: scale * Qp stays where training put it
   kAsTrained,  // a network trained (or fine-tuned) in these bits: its scales are already theirs
+  // A network trained in other bits, to be used or fine-tuned in these: a weight moved to fewer bits gets
+  // the scale closest to the weight it computed with (LsqWeightImpl::fit_scale against its trained
+  // fake-quant), an input moved below 4 bits forgets its range and takes LSQ's initialisation from the next
+  // batch (LsqPlusActivationImpl::forget_range), the others keep their range as kKeepRange. Measured on the
+  // QFA max subnet at 4 bits: the kept weight range gave 40% before any fine-tune, the fitted one 71%; at 2
+  // bits a kept input range leaves 3 levels over the 8-bit range and the network at chance.
+  kFitLowerBits,
 };
 
 // Sets every weight and input quantizer the assignment names. Throws when the assignment is for another

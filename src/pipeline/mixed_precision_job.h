@@ -1,6 +1,8 @@
 #pragma once
 // `qnas mixed-precision`: bits for every layer of a trained network, then a short QAT fine-tune in those
-// bits.
+// bits, distilled from the same network in its trained bits. A QFA supernet's subnet starts from the ranges
+// its bank learned for those bits; another run's weight put below its trained bits from the scale closest to
+// what it computed with, an input below 4 bits from LSQ's initialisation (nn::Scales::kFitLowerBits).
 //   uniform: every layer at one bit-width (the reference points: uniform 8, uniform 4);
 //   autoq:   NNCF's AutoQ (a DDPG agent picks each weight's and each input's bits; the model-size target
 //            enforced from the last layer back; reward = accuracy on held-out training images after BN
@@ -50,6 +52,9 @@ struct MixedPrecisionOptions {
   int finetune_epochs = 1;  // QAT epochs in the assigned bits (0: none)
   std::int64_t finetune_images = 10000;
   double finetune_lr = 0.004;
+  // The fine-tune learns from the network in its trained bits (the run's distillation loss) rather than from
+  // the labels alone.
+  bool finetune_distill = true;
   std::int64_t test_images = 0;  // 0: the whole test set
   int threads = 1;               // latency measurement
   int runs = 50;

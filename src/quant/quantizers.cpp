@@ -1,6 +1,7 @@
 #include "quant/quantizers.h"
 
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -182,6 +183,11 @@ std::pair<torch::Tensor, torch::Tensor> LsqPlusActivationImpl::scale_and_zero_po
   return {s, zero_point};
 }
 
+void LsqPlusActivationImpl::forget_range() {
+  initialized_.fill_(false);
+  known_initialized_ = false;
+}
+
 float LsqPlusActivationImpl::effective_scale() const {
   if (uses_batch_range()) return batch_range->inference_scale();
   return std::max(std::fabs(scale.item<float>()), quant_contract::kMinScale);
@@ -208,6 +214,27 @@ void LsqWeightImpl::set_bits(int bits) {
   check_bits(bits, "LSQ weight quantizer");
   switch_bank(bits);
   bits_ = bits;
+}
+
+void LsqWeightImpl::fit_scale(const torch::Tensor& w) {
+  if (bits_ == kFloatBits) return;
+  torch::NoGradGuard no_grad;
+  const torch::Tensor flat = per_channel_ ? w.detach().flatten(1) : w.detach().reshape({1, -1});
+  const torch::Tensor full_range = (flat.abs().amax(1, /*keepdim=*/true) / qmax()).clamp_min(1e-8);
+  torch::Tensor best_scale = full_range.clone();
+  torch::Tensor best_error = torch::full_like(full_range, std::numeric_limits<float>::infinity());
+  // 1% steps down to a fifth of the range: below that even 2-bit weights clip more than they gain.
+  for (int percent = 100; percent >= 20; --percent) {
+    const torch::Tensor s = full_range * (percent / 100.0);
+    const torch::Tensor q = torch::round(flat / s).clamp(-qmax(), qmax()) * s;
+    const torch::Tensor error = (q - flat).pow(2).sum(1, /*keepdim=*/true);
+    const torch::Tensor better = error < best_error;
+    best_error = torch::where(better, error, best_error);
+    best_scale = torch::where(better, s, best_scale);
+  }
+  scale.narrow(0, 0, best_scale.size(0)).copy_(best_scale.reshape({-1}));
+  initialized_.fill_(true);
+  known_initialized_ = true;
 }
 
 void LsqWeightImpl::enable_bit_bank(const std::vector<int>& bits) {

@@ -76,6 +76,9 @@ class LsqPlusActivationImpl : public torch::nn::Module {
   int qmax() const { return (1 << bits_) - 1; }
   // Min-max initialisation happens on the first quantised batch: scale = (max - min) / Qp, offset = min.
   bool initialized() const;
+  // The next quantised batch initialises the range again (min-max; below 4 bits capped at LSQ's
+  // 2<|x - min|>/sqrt(Qp)): for an input moved to so few bits that its trained range leaves 1 or 3 levels.
+  void forget_range();
   // What the engine stores (core/quant_contract.h): |scale| and the offset rounded to an integer zero point.
   float effective_scale() const;
   int zero_point() const;
@@ -118,6 +121,10 @@ class LsqWeightImpl : public torch::nn::Module {
   // Registers a scale per bit-width in `bits` (other than 8 and 32); see ScaleBankEntry.
   void enable_bit_bank(const std::vector<int>& bits);
   bool has_bit_bank() const { return !bank_.empty(); }
+  // Sets the scale (per channel when per-channel) that minimises the squared rounding error of `w` at the
+  // current bits, searched over fractions of max|w| / Qp, and marks the quantizer initialised. For a weight
+  // moved to fewer bits: the range it was trained with clips nothing but rounds coarsely at 4 bits.
+  void fit_scale(const torch::Tensor& w);
 
   torch::Tensor scale;  // [out_channels] or [1], of the current bit-width
 

@@ -272,7 +272,17 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torc
   const torch::Tensor loss = label_smoothing_cross_entropy(logits, labels, config_.label_smoothing);
   out.loss = loss.item<double>();
   out.correct = logits.argmax(1).eq(labels).sum().item<std::int64_t>();
-  if (!supernet) {
+  if (!supernet && teacher_) {
+    torch::Tensor teacher;
+    {
+      torch::NoGradGuard no_grad;
+      teacher = teacher_(images).detach();
+    }
+    double value = 0;
+    const torch::Tensor kd = distillation_loss(logits, teacher, labels, &value);
+    out.distill = value;
+    backward(kd, /*last=*/true, out);
+  } else if (!supernet) {
     backward(loss, /*last=*/true, out);
   } else {
     backward(loss, /*last=*/false, out);
@@ -283,21 +293,8 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torc
     for (size_t i = 0; i < others.size(); ++i) {
       activate(*supernet, others[i], i == 0 ? "min" : "random", rng);
       const torch::Tensor student = model_->forward(images);
-      torch::Tensor kd;
       double value = 0;
-      switch (distillation_) {
-        case Distillation::kKl:
-          kd = kl_distillation(student, teacher);
-          value = kd.item<double>();
-          break;
-        case Distillation::kAlpha:
-          kd = adaptive_alpha_distillation(student, teacher, config_.alpha, &value);
-          break;
-        case Distillation::kNone:
-          kd = label_smoothing_cross_entropy(student, labels, config_.label_smoothing);
-          value = kd.item<double>();
-          break;
-      }
+      const torch::Tensor kd = distillation_loss(student, teacher, labels, &value);
       out.distill += value / static_cast<double>(others.size());
       backward(kd, /*last=*/i + 1 == others.size(), out);
     }
@@ -306,6 +303,25 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torc
   if (config_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.grad_clip);
   optimizer_->step();
   return out;
+}
+
+torch::Tensor Trainer::distillation_loss(const torch::Tensor& student, const torch::Tensor& teacher,
+                                         const torch::Tensor& labels, double* value) const {
+  torch::Tensor kd;
+  switch (distillation_) {
+    case Distillation::kKl:
+      kd = kl_distillation(student, teacher);
+      *value = kd.item<double>();
+      break;
+    case Distillation::kAlpha:
+      kd = adaptive_alpha_distillation(student, teacher, config_.alpha, value);
+      break;
+    case Distillation::kNone:
+      kd = label_smoothing_cross_entropy(student, labels, config_.label_smoothing);
+      *value = kd.item<double>();
+      break;
+  }
+  return kd;
 }
 
 void Trainer::backward(const torch::Tensor& loss, bool last, StepLosses& out) {

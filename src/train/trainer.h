@@ -62,6 +62,11 @@ class Trainer {
   // The per-layer bits of such a network (space::BitAssignment JSON), written into every checkpoint's meta so
   // that whoever loads the run (deploy::load_run) sets the same bits.
   void set_bit_assignment(nlohmann::json assignment) { bit_assignment_ = std::move(assignment); }
+  // A static network then learns from `teacher`'s logits on each batch with the config's distillation loss
+  // ("none": from the labels) instead of from the labels: a fine-tune in fewer bits distilled from the same
+  // network in its trained bits. Call before run().
+  using Teacher = std::function<torch::Tensor(const torch::Tensor& images)>;
+  void set_teacher(Teacher teacher) { teacher_ = std::move(teacher); }
 
   // Test hook: throw TrainingInterrupted after this many optimizer steps of this process (a kill).
   void interrupt_after_steps(std::int64_t steps) { interrupt_after_ = steps; }
@@ -75,6 +80,9 @@ class Trainer {
   StepLosses step(const torch::Tensor& images, const torch::Tensor& labels, std::int64_t global_step);
   // loss.backward(); on more than one rank the step's last one also averages the gradients and `out`.
   void backward(const torch::Tensor& loss, bool last, StepLosses& out);
+  // The distillation loss of `student` against detached `teacher` logits; its value goes to `value`.
+  torch::Tensor distillation_loss(const torch::Tensor& student, const torch::Tensor& teacher,
+                                  const torch::Tensor& labels, double* value) const;
   EpochLog train_epoch(int epoch);
   void start_from_rank0_weights();
   void set_lr(double lr);
@@ -110,6 +118,7 @@ class Trainer {
   std::int64_t interrupt_after_ = -1;
   std::function<void(int)> bits_policy_;
   nlohmann::json bit_assignment_;
+  Teacher teacher_;
 };
 
 // "cpu" or "cuda" (checked: a CUDA device must exist); anything else is a qnas::Error naming the choices.

@@ -172,6 +172,41 @@ TEST(Trainer, PlainPathLearnsAnEasyTask) {
   EXPECT_LT(logs.back().loss, logs.front().loss);
 }
 
+// A static network given a teacher learns the teacher's predictions, not the labels: this teacher swaps the
+// two classes of the synthetic task, so the student ends up scoring near 0 on the labels. With distillation
+// "none" the same run learns the labels.
+TEST(Trainer, AStaticNetworkWithATeacherLearnsItsPredictions) {
+  const auto train_set = synthetic(256, 4), test_set = synthetic(64, 5);
+  const space::SearchSpace sp = space::SearchSpace::parse("fmnistw-000000-000000");
+  const auto swapped_teacher = [](const torch::Tensor& images) {
+    // The task's rule: class 0 has the bright half on top. The teacher says class 1 there.
+    const torch::Tensor top_brighter =
+        images.narrow(2, 0, 14).mean({1, 2, 3}).gt(images.narrow(2, 14, 14).mean({1, 2, 3}));
+    torch::Tensor logits = torch::zeros({images.size(0), 10});
+    logits.index_put_({torch::arange(images.size(0)), top_brighter.to(torch::kLong)}, 8.0);
+    return logits;
+  };
+  for (const std::string distillation : {"kl", "none"}) {
+    TempDir dir("teacher-" + distillation);
+    torch::manual_seed(0);
+    auto net = std::make_shared<nn::StaticNetImpl>(space::build_arch_spec(sp, space::min_subnet(sp)));
+    auto config = tiny_config();
+    config.epochs = 3;
+    config.qat_epochs = 0;
+    config.distillation = distillation;
+    train::Trainer trainer(config, net, train_set, test_set, dir.path);
+    trainer.set_teacher(swapped_teacher);
+    const auto logs = trainer.run();
+    ASSERT_EQ(logs.back().eval.size(), 1u);
+    if (distillation == "kl") {
+      EXPECT_LT(logs.back().eval[0].accuracy, 0.05) << "it learned the teacher's swapped classes";
+      EXPECT_GT(logs.back().distill, 0.0);
+    } else {
+      EXPECT_GT(logs.back().eval[0].accuracy, 0.95) << "without distillation the labels teach";
+    }
+  }
+}
+
 // Bit-widths are settings, not checkpoint state: reopening a finished QAT run must evaluate in INT8.
 TEST(Trainer, FinishedRunReopensInItsFinalPrecision) {
   const auto train_set = synthetic(64, 6), test_set = synthetic(32, 7);
