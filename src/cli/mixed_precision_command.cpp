@@ -24,7 +24,10 @@ void add_mixed_precision_command(CLI::App& app) {
   cmd->add_option("--run-dir", *run_dir, "a finished `qnas train` run (a plain network or a supernet)")
       ->required();
   cmd->add_option("--subnet", o->subnet, "for a supernet run: the subnet (default: the max subnet)");
-  cmd->add_option("--method", o->method, "hawq | autoq | uniform | latency-aware (INT8 or FP32 per block)")
+  cmd->add_option(
+         "--method", o->method,
+         "hawq | autoq | uniform | latency-aware (INT8 or FP32 per block) | random (HAWQ's baseline) | "
+         "given (--assignment)")
       ->capture_default_str();
   cmd->add_option("--bits", o->bits,
                   "hawq, autoq: the bit-widths to choose from (default 4 8; autoq 2 4 8); uniform: one "
@@ -41,7 +44,7 @@ void add_mixed_precision_command(CLI::App& app) {
   cmd->add_option("--bn-batches", o->bn_batches, "autoq: BN adaptation batches (64 images) per episode")
       ->capture_default_str();
   cmd->add_option("--compression-ratio", o->compression_ratio,
-                  "hawq: INT8 bit complexity / the assignment's (sum FLOPs x max(b_w, b_a)) to reach")
+                  "hawq, random: INT8 bit complexity / the assignment's (sum FLOPs x max(b_w, b_a)) to reach")
       ->capture_default_str();
   cmd->add_option("--latency-slack", o->latency_slack,
                   "latency-aware: allowed latency above the fastest assignment (FP32 exactly where INT8 "
@@ -57,9 +60,15 @@ void add_mixed_precision_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--finetune-images", o->finetune_images, "training images per fine-tune epoch")
       ->capture_default_str();
+  cmd->add_option(
+      "--assignment", o->assignment,
+      "given: the assignment.json to fine-tune and measure (another method's, or written by hand)");
   cmd->add_option("--finetune-lr", o->finetune_lr, "fine-tune learning rate")->capture_default_str();
   cmd->add_option("--finetune-distill", o->finetune_distill,
                   "learn from the network in its trained bits (the run's distillation loss), not the labels")
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed,
+                  "seed of the Hutchinson vectors, AutoQ, the random order and the fine-tune's data order")
       ->capture_default_str();
   cmd->add_option("--test-images", o->test_images, "test images for accuracy (0: all)")
       ->capture_default_str();

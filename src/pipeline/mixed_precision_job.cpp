@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <numeric>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -42,9 +43,19 @@ std::vector<std::int64_t> first_indices(std::int64_t from, std::int64_t to) {
 
 // The options with each method's default bit-widths filled in, checked.
 MixedPrecisionOptions checked_options(MixedPrecisionOptions o) {
-  if (o.method != "hawq" && o.method != "uniform" && o.method != "latency-aware" && o.method != "autoq")
-    fail("unknown mixed-precision method '{}': use hawq, autoq, uniform or latency-aware", o.method);
+  if (o.method != "hawq" && o.method != "uniform" && o.method != "latency-aware" && o.method != "autoq" &&
+      o.method != "given" && o.method != "random")
+    fail("unknown mixed-precision method '{}': use hawq, autoq, uniform, latency-aware, random or given",
+         o.method);
   if (!(o.latency_slack >= 0)) fail("--latency-slack must be >= 0, got {}", o.latency_slack);
+  if ((o.method == "given") != !o.assignment.empty())
+    fail(
+        "--method given fine-tunes the bits of --assignment FILE (an assignment.json), and --assignment goes "
+        "with --method given only");
+  if (o.method == "given") {
+    if (!o.bits.empty()) fail("--method given takes its bits from --assignment: leave --bits out");
+    return o;
+  }
   if (o.bits.empty()) {
     if (o.method == "uniform") fail("--method uniform needs its bit-width: --bits 4 (or 2, 3, 8)");
     o.bits = o.method == "autoq"           ? std::vector<int>{2, 4, 8}
@@ -270,7 +281,7 @@ space::BitAssignment autoq_bits(nn::StaticNetImpl& net, const data::ImageDataset
                     {"reward_images", n},
                     {"reward_from", from},
                     {"bn_batches", o.bn_batches},
-                    {"scales", "fit-lower-weights"},
+                    {"scales", "fit-lower-bits"},
                     {"seed", o.seed}};
   json log = json::array();
   if (fs::exists(log_path)) {
@@ -331,6 +342,40 @@ bool bank_holds(const std::vector<int>& elastic_bits, const space::BitAssignment
                      [&](const space::LayerBits& l) { return in_bank(l.weight) && in_bank(l.activation); });
 }
 
+// The baseline for HAWQ's sensitivity ranking: the quantised layers other than the stem and the classifier in
+// a seeded random order, each lowered from the highest to the lowest of --bits until the compression ratio is
+// reached (its inputs to --activation-bits, or with the weight).
+space::BitAssignment random_bits(const space::ArchSpec& spec, const MixedPrecisionOptions& o) {
+  const int high = *std::max_element(o.bits.begin(), o.bits.end());
+  const int low = *std::min_element(o.bits.begin(), o.bits.end());
+  const int input_bits = o.activation_bits == 0 ? low : o.activation_bits;
+  const auto ql = space::quant_layers(spec);
+  space::BitAssignment bits = space::BitAssignment::uniform(spec, high, high);
+  std::vector<size_t> order;
+  for (size_t i = 0; i < ql.size(); ++i)
+    if (!ql[i].first && !ql[i].classifier) order.push_back(i);
+  Rng rng(o.seed);
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+  for (size_t i : order) {
+    if (space::compression_ratio(spec, bits) >= o.compression_ratio) break;
+    bits.layers[i] = {low, input_bits};
+  }
+  const double reached = space::compression_ratio(spec, bits);
+  if (reached < o.compression_ratio)
+    fail(
+        "no random assignment of bits {{{}, {}}} reaches compression ratio {}: the stem and the classifier "
+        "stay at {} bits, so the highest is {:.3f}",
+        low, high, o.compression_ratio, high, reached);
+  return bits;
+}
+
+// The distinct bit-widths an assignment uses, weights and inputs together, ascending.
+std::vector<int> bit_widths_of(const space::BitAssignment& bits) {
+  std::set<int> used;
+  for (const auto& l : bits.layers) used.insert({l.weight, l.activation});
+  return {used.begin(), used.end()};
+}
+
 }  // namespace
 
 json run_mixed_precision_job(const MixedPrecisionOptions& options) {
@@ -368,6 +413,13 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
       if ((ql[i].first || ql[i].classifier) && o.bits[0] < 8) bits.layers[i] = {8, 8};
   } else if (o.method == "latency-aware") {
     bits = latency_aware_bits(*net, traces, o, m, method);
+  } else if (o.method == "random") {
+    bits = random_bits(spec, o);
+    method["compression_ratio_target"] = o.compression_ratio;
+    method["seed"] = o.seed;
+  } else if (o.method == "given") {
+    bits = nn::read_bit_assignment(o.assignment, spec);
+    method["assignment"] = o.assignment.string();
   } else if (o.method == "autoq") {
     bits = autoq_bits(*net, train, train_images, normalize, o, out / "autoq-episodes.json", method);
   } else {
@@ -496,7 +548,7 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
                  {"subnet", spec.subnet},
                  {"space", spec.space},
                  {"method", method},
-                 {"bits", o.bits},
+                 {"bits", o.method == "given" ? bit_widths_of(bits) : o.bits},
                  {"test_images", test_count},
                  {"accuracy_before_finetune", before},
                  {"accuracy", after},

@@ -10,6 +10,9 @@
 //            interrupted search resumes by replay;
 //   hawq:    NNCF's HAWQ-v2 (Hutchinson traces of the FP32 network's Hessian, monotone candidates, the lowest
 //            trace-weighted perturbation that reaches the compression ratio; search/hawq.h).
+//   random:  the baseline for HAWQ's ranking: layers in a seeded random order lowered from the highest to the
+//            lowest of --bits until --compression-ratio is reached;
+//   given:   the bits of --assignment FILE, fine-tuned and measured like the others;
 //   latency-aware: INT8 or FP32 per block, from this CPU's measured per-block INT8 and FP32 latency and the
 //   same
 //            Hessian sensitivity: FP32 where INT8 gains no time (it costs accuracy for nothing), then the
@@ -36,10 +39,13 @@ struct MixedPrecisionOptions {
   std::string subnet;             // a supernet run's subnet (empty: the max subnet)
   std::filesystem::path out_dir;  // default: RUN/mixed-precision-<method>
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
-  std::string method = "hawq";  // hawq | autoq | uniform | latency-aware
+  std::string method = "hawq";  // hawq | autoq | uniform | latency-aware | random | given
+  // given: the assignment to fine-tune (an assignment.json of this network, e.g. another method's or one
+  // written by hand), for comparing assignments under the same fine-tune.
+  std::filesystem::path assignment;
   // hawq, autoq: the choices (default {4, 8} and {2, 4, 8}); uniform: one value (required).
   std::vector<int> bits;
-  double compression_ratio = 1.5;  // hawq's target
+  double compression_ratio = 1.5;  // hawq's and random's target
   double size_ratio = 0.15;        // autoq's target: model size / FP32 model size
   int autoq_episodes = 120;        // warm-up included
   int autoq_warmup = 20;

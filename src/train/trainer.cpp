@@ -305,6 +305,12 @@ Trainer::StepLosses Trainer::step(const torch::Tensor& global_images, const torc
   return out;
 }
 
+void Trainer::set_teacher(Teacher teacher) {
+  if (as_supernet(model_.get()))
+    fail("a supernet distils in place from its max subnet: a teacher applies to a static network only");
+  teacher_ = std::move(teacher);
+}
+
 torch::Tensor Trainer::distillation_loss(const torch::Tensor& student, const torch::Tensor& teacher,
                                          const torch::Tensor& labels, double* value) const {
   torch::Tensor kd;

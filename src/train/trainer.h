@@ -66,7 +66,8 @@ class Trainer {
   // ("none": from the labels) instead of from the labels: a fine-tune in fewer bits distilled from the same
   // network in its trained bits. Call before run().
   using Teacher = std::function<torch::Tensor(const torch::Tensor& images)>;
-  void set_teacher(Teacher teacher) { teacher_ = std::move(teacher); }
+  // A supernet is refused: it distils in place from its max subnet.
+  void set_teacher(Teacher teacher);
 
   // Test hook: throw TrainingInterrupted after this many optimizer steps of this process (a kill).
   void interrupt_after_steps(std::int64_t steps) { interrupt_after_ = steps; }

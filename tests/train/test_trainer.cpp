@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/error.h"
 #include "core/fs.h"
 #include "nn/supernet.h"
 #include "space/sampling.h"
@@ -174,7 +175,7 @@ TEST(Trainer, PlainPathLearnsAnEasyTask) {
 
 // A static network given a teacher learns the teacher's predictions, not the labels: this teacher swaps the
 // two classes of the synthetic task, so the student ends up scoring near 0 on the labels. With distillation
-// "none" the same run learns the labels.
+// "none" the same run learns the labels. A supernet refuses a teacher.
 TEST(Trainer, AStaticNetworkWithATeacherLearnsItsPredictions) {
   const auto train_set = synthetic(256, 4), test_set = synthetic(64, 5);
   const space::SearchSpace sp = space::SearchSpace::parse("fmnistw-000000-000000");
@@ -205,6 +206,9 @@ TEST(Trainer, AStaticNetworkWithATeacherLearnsItsPredictions) {
       EXPECT_GT(logs.back().eval[0].accuracy, 0.95) << "without distillation the labels teach";
     }
   }
+  TempDir dir("teacher-supernet");
+  train::Trainer supernet(tiny_config(), fresh_supernet(), train_set, test_set, dir.path);
+  EXPECT_THROW(supernet.set_teacher(swapped_teacher), qnas::Error);
 }
 
 // Bit-widths are settings, not checkpoint state: reopening a finished QAT run must evaluate in INT8.
