@@ -134,7 +134,7 @@ LoadedData load_data_source(const DataSource& source, std::uint64_t seed) {
       std::vector<std::int64_t> order(static_cast<size_t>(d.train.count));
       std::iota(order.begin(), order.end(), 0);
       Rng rng(seed);
-      for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+      rng.shuffle(order);
       d.train = subset(d.train, order);
       break;
     }

@@ -355,7 +355,7 @@ space::BitAssignment random_bits(const space::ArchSpec& spec, const MixedPrecisi
   for (size_t i = 0; i < ql.size(); ++i)
     if (!ql[i].first && !ql[i].classifier) order.push_back(i);
   Rng rng(o.seed);
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+  rng.shuffle(order);
   for (size_t i : order) {
     if (space::compression_ratio(spec, bits) >= o.compression_ratio) break;
     bits.layers[i] = {low, input_bits};

@@ -123,7 +123,7 @@ class LsqWeightImpl : public torch::nn::Module {
   bool has_bit_bank() const { return !bank_.empty(); }
   // Sets the scale (per channel when per-channel) that minimises the squared rounding error of `w` at the
   // current bits, searched over fractions of max|w| / Qp, and marks the quantizer initialised. For a weight
-  // moved to fewer bits: the range it was trained with clips nothing but rounds coarsely at 4 bits.
+  // moved to fewer bits, `w` being what it computed with at its trained bits (nn::Scales::kFitLowerBits).
   void fit_scale(const torch::Tensor& w);
 
   torch::Tensor scale;  // [out_channels] or [1], of the current bit-width
