@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   qnas::cli::add_space_commands(app);
   qnas::cli::add_search_commands(app);
   qnas::cli::add_run_command(app);
+  qnas::cli::add_mixed_precision_report_command(app);
 #ifdef QNAS_HAVE_TORCH
   qnas::cli::add_train_command(app);
 #endif
