@@ -549,6 +549,7 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
                  {"space", spec.space},
                  {"method", method},
                  {"bits", o.method == "given" ? bit_widths_of(bits) : o.bits},
+                 {"activation_bits", o.activation_bits},
                  {"test_images", test_count},
                  {"accuracy_before_finetune", before},
                  {"accuracy", after},

@@ -38,7 +38,7 @@ std::string bits_text(const json& bits) {
   return fmt::format("{{{}}}", fmt::join(b, ","));
 }
 
-std::string label_of(const json& r, const std::string& method, double ratio) {
+std::string method_label(const json& r, const std::string& method, double ratio) {
   const json& m = r.at("method");
   const std::string bits = bits_text(r.value("bits", json::array()));
   if (method == "uniform") return "uniform " + bits.substr(1, bits.size() - 2);
@@ -53,6 +53,13 @@ std::string label_of(const json& r, const std::string& method, double ratio) {
   if (method == "given")
     return "given " + fs::path(m.value("assignment", std::string("?"))).parent_path().filename().string();
   return method;
+}
+
+// Inputs at other bits than their weights' (--activation-bits) make another network: the label says so.
+std::string label_of(const json& r, const std::string& method, double ratio) {
+  const int activation_bits = r.value("activation_bits", 0);
+  return method_label(r, method, ratio) +
+         (activation_bits > 0 ? fmt::format(" (inputs {})", activation_bits) : std::string());
 }
 
 fs::path result_file(const fs::path& p) {

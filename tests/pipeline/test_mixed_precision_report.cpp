@@ -127,8 +127,11 @@ TEST_F(MixedPrecisionReport, RowsAreLabelledComparedWithUniform8AndMarkedWhenDom
 TEST_F(MixedPrecisionReport, TheSameLabelTwiceIsNumberedAndOtherFineTunesAreNoted) {
   const auto a = write("a", result("uniform", {4}, 0.79, 5.74, 423.7, 1.985));
   const auto b = write("b", result("uniform", {4}, 0.78, 5.74, 423.7, 1.985, 1));
-  const Comparison c = load_comparison({a, b}, {});
+  json w4a8 = result("uniform", {4}, 0.80, 11.2, 423.7, 1.0);
+  w4a8["activation_bits"] = 8;
+  const Comparison c = load_comparison({a, b, write("w4a8", w4a8)}, {});
   EXPECT_EQ(c.rows[1].label, "uniform 4 #2");
+  EXPECT_EQ(c.rows[2].label, "uniform 4 (inputs 8)");
   ASSERT_EQ(c.notes.size(), 1u);
   EXPECT_NE(c.notes[0].find("the fine-tunes differ"), std::string::npos);
   // Equal cost, lower accuracy: dominated.
