@@ -79,7 +79,7 @@ TEST_F(MixedPrecisionReport, RowsAreLabelledComparedWithUniform8AndMarkedWhenDom
   ASSERT_EQ(c.front.size(), 2u);  // a network listed twice is one row
   EXPECT_EQ(c.rows[0].label, "uniform 8");
   EXPECT_EQ(c.rows[1].label, "uniform 4");
-  EXPECT_EQ(c.rows[2].label, "hawq {4,8} ratio 1.50");
+  EXPECT_EQ(c.rows[2].label, "hawq {4,8} ratio 1.505");
   EXPECT_EQ(c.rows[4].label, "autoq {2,4,8} size 0.15, 300 episodes");
   EXPECT_EQ(c.rows[4].finetune, "none");
   EXPECT_LT(c.rows[4].accuracy_before, 0);
@@ -101,7 +101,7 @@ TEST_F(MixedPrecisionReport, RowsAreLabelledComparedWithUniform8AndMarkedWhenDom
   EXPECT_NE(c.notes[0].find("without a fine-tune"), std::string::npos);
 
   const std::string md = qnas::pipeline::comparison_markdown(c);
-  EXPECT_NE(md.find("| hawq {4,8} ratio 1.50 | 80.34% (75.34%) | -2.73 | 11.13 | 1.505 | 553.8 | 0.310 |"),
+  EXPECT_NE(md.find("| hawq {4,8} ratio 1.505 | 80.34% (75.34%) | -2.73 | 11.13 | 1.505 | 553.8 | 0.310 |"),
             std::string::npos)
       << md;
   EXPECT_NE(md.find("| uniform 8 | 83.07% (78.07%) | +0.00 |"), std::string::npos);
@@ -116,11 +116,11 @@ TEST_F(MixedPrecisionReport, RowsAreLabelledComparedWithUniform8AndMarkedWhenDom
   EXPECT_TRUE(back["rows"][4]["accuracy_before_finetune"].is_null());
   const std::string csv = qnas::read_text_file(dir / "out" / "comparison.csv");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 5 + 2);
-  EXPECT_NE(csv.find("\"hawq {2,4,8} ratio 1.96\""), std::string::npos);  // a comma inside is quoted
+  EXPECT_NE(csv.find("\"hawq {2,4,8} ratio 1.960\""), std::string::npos);  // a comma inside is quoted
   const std::string svg = qnas::read_text_file(dir / "out" / "accuracy-bitops.svg");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
-  EXPECT_NE(svg.find("hawq {4,8} ratio 1.50"), std::string::npos);
+  EXPECT_NE(svg.find("hawq {4,8} ratio 1.505"), std::string::npos);
   EXPECT_NE(svg.find("<polyline"), std::string::npos);
 }
 
