@@ -254,8 +254,11 @@ std::string plot_svg(const Comparison& c, bool by_size, const std::string& title
     svg += fmt::format(
         "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"8\" height=\"8\" fill=\"{}\"><title>{}</title></rect>\n",
         x - 4, y - 4, color_of(r.method), escape(r.label));
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" fill=\"{}\">{}</text>\n", x + 7, y - 6,
-                       color_of(r.method), escape(r.label));
+    // A label in the right half reads leftwards, so it never runs into the legend.
+    const bool right_half = x > (a.left + a.width - a.right) / 2;
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" fill=\"{}\" text-anchor=\"{}\">{}</text>\n",
+                       right_half ? x - 7 : x + 7, y - 6, color_of(r.method), right_half ? "end" : "start",
+                       escape(r.label));
   }
   std::vector<std::string> methods;
   for (const auto* list : {&c.rows, &c.front})
