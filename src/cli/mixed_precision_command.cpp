@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "core/error.h"
 #include "pipeline/mixed_precision_job.h"
 
 namespace qnas::cli {
@@ -32,7 +33,9 @@ void add_mixed_precision_command(CLI::App& app) {
   cmd->add_option("--bits", o->bits,
                   "hawq, autoq: the bit-widths to choose from (default 4 8; autoq 2 4 8); uniform: one "
                   "bit-width");
-  cmd->add_option("--size-ratio", o->size_ratio, "autoq: model size / FP32 model size to reach")
+  cmd->add_option("--size-ratio", o->size_ratio,
+                  "autoq: model size / FP32 model size to reach; hawq, random: this target instead of "
+                  "--compression-ratio (size counts weights only: pair it with --activation-bits 8)")
       ->capture_default_str();
   cmd->add_option("--autoq-episodes", o->autoq_episodes, "autoq: episodes, warm-up included")
       ->capture_default_str();
@@ -79,6 +82,11 @@ void add_mixed_precision_command(CLI::App& app) {
   cmd->add_option("--out", *out_dir, "output directory (default: RUN/mixed-precision-METHOD)");
   cmd->add_flag("--json", *json_output, "print result.json");
   cmd->callback([=] {
+    if (o->method == "hawq" || o->method == "random") {
+      o->size_target = cmd->count("--size-ratio") > 0;
+      if (o->size_target && cmd->count("--compression-ratio") > 0)
+        fail("--method {} reaches one target: give --compression-ratio or --size-ratio, not both", o->method);
+    }
     o->run_dir = *run_dir;
     o->out_dir = *out_dir;
     torch::set_num_threads(*torch_threads > 0

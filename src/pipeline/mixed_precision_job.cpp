@@ -63,6 +63,10 @@ MixedPrecisionOptions checked_options(MixedPrecisionOptions o) {
                                            : std::vector<int>{4, 8};
   }
   for (int b : o.bits) space::check_bits(b, "--bits");
+  if (o.size_target && o.method != "hawq" && o.method != "random")
+    fail("--size-ratio is a target of --method autoq, hawq or random, not {}", o.method);
+  if (o.size_target && !(o.size_ratio > 0 && o.size_ratio <= 1))
+    fail("--size-ratio is model size / FP32 model size, in (0, 1]: got {}", o.size_ratio);
   if (o.method == "autoq") {
     for (int b : o.bits)
       if (b > 8) fail("--method autoq chooses quantiser bit-widths: --bits from 2, 3, 4 and 8, got {}", b);
@@ -351,21 +355,31 @@ space::BitAssignment random_bits(const space::ArchSpec& spec, const MixedPrecisi
   const int input_bits = o.activation_bits == 0 ? low : o.activation_bits;
   const auto ql = space::quant_layers(spec);
   space::BitAssignment bits = space::BitAssignment::uniform(spec, high, high);
+  const auto reached = [&] {
+    return o.size_target ? search::size_ratio(spec, bits) <= o.size_ratio * (1 + 1e-12)
+                         : space::compression_ratio(spec, bits) >= o.compression_ratio;
+  };
   std::vector<size_t> order;
   for (size_t i = 0; i < ql.size(); ++i)
     if (!ql[i].first && !ql[i].classifier) order.push_back(i);
   Rng rng(o.seed);
   rng.shuffle(order);
   for (size_t i : order) {
-    if (space::compression_ratio(spec, bits) >= o.compression_ratio) break;
+    if (reached()) break;
     bits.layers[i] = {low, input_bits};
   }
-  const double reached = space::compression_ratio(spec, bits);
-  if (reached < o.compression_ratio)
+  if (!reached()) {
+    if (o.size_target)
+      fail(
+          "no random assignment of bits {{{}, {}}} reaches size ratio {}: the stem and the classifier stay "
+          "at "
+          "{} bits, so the smallest is {:.3f}",
+          low, high, o.size_ratio, high, search::size_ratio(spec, bits));
     fail(
         "no random assignment of bits {{{}, {}}} reaches compression ratio {}: the stem and the classifier "
         "stay at {} bits, so the highest is {:.3f}",
-        low, high, o.compression_ratio, high, reached);
+        low, high, o.compression_ratio, high, space::compression_ratio(spec, bits));
+  }
   return bits;
 }
 
@@ -415,7 +429,8 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
     bits = latency_aware_bits(*net, traces, o, m, method);
   } else if (o.method == "random") {
     bits = random_bits(spec, o);
-    method["compression_ratio_target"] = o.compression_ratio;
+    method[o.size_target ? "size_ratio_target" : "compression_ratio_target"] =
+        o.size_target ? o.size_ratio : o.compression_ratio;
     method["seed"] = o.seed;
   } else if (o.method == "given") {
     bits = nn::read_bit_assignment(o.assignment, spec);
@@ -436,11 +451,14 @@ json run_mixed_precision_job(const MixedPrecisionOptions& options) {
     search::HawqOptions ho;
     ho.bits = sorted_bits;
     ho.compression_ratio = o.compression_ratio;
+    ho.size_ratio = o.size_target ? o.size_ratio : 0;
     ho.activation_bits = o.activation_bits;
     const auto r = search::hawq_assign(spec, inputs, ho);
     bits = r.assignment;
     method = r.to_json(spec);
     method.erase("assignment");
+    method[o.size_target ? "size_ratio_target" : "compression_ratio_target"] =
+        o.size_target ? o.size_ratio : o.compression_ratio;
   }
   json assignment = bits.to_json(spec);
   assignment["method"] = method;

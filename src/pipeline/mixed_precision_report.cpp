@@ -42,9 +42,13 @@ std::string method_label(const json& r, const std::string& method, double ratio)
   const json& m = r.at("method");
   const std::string bits = bits_text(r.value("bits", json::array()));
   if (method == "uniform") return "uniform " + bits.substr(1, bits.size() - 2);
-  if (method == "hawq") return fmt::format("hawq {} ratio {:.3f}", bits, ratio);
+  // A size target is labelled by the size reached (the ratio of a weights-only target says little).
+  const std::string target = m.contains("size_ratio_target")
+                                 ? fmt::format("size {:.3f}", r.value("size_ratio", 0.0))
+                                 : fmt::format("ratio {:.3f}", ratio);
+  if (method == "hawq") return fmt::format("hawq {} {}", bits, target);
   if (method == "random")
-    return fmt::format("random {} ratio {:.3f} seed {}", bits, ratio, m.value("seed", std::uint64_t{0}));
+    return fmt::format("random {} {} seed {}", bits, target, m.value("seed", std::uint64_t{0}));
   if (method == "autoq")
     return fmt::format("autoq {} size {:.2f}, {} episodes", bits, m.value("size_ratio_target", 0.0),
                        m.value("episodes", 0));

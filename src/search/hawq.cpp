@@ -54,6 +54,7 @@ json HawqResult::to_json(const space::ArchSpec& spec) const {
   return {{"method", "hawq"},
           {"metric", metric},
           {"compression_ratio", compression_ratio},
+          {"size_ratio", size_ratio},
           {"candidates", candidates},
           {"feasible", feasible},
           {"trace_order", order},
@@ -73,8 +74,11 @@ HawqResult hawq_assign(const space::ArchSpec& spec, const std::vector<HawqLayerI
     fail("--bits must be distinct and increasing, got {}", fmt::join(bits, " "));
   if (options.activation_bits != 0) space::check_bits(options.activation_bits, "activation bits");
   const auto input_bits = [&](int w) { return options.activation_bits == 0 ? w : options.activation_bits; };
-  if (!(options.compression_ratio > 0))
-    fail("the compression ratio must be positive, got {}", options.compression_ratio);
+  const bool size_target = options.size_ratio > 0;
+  if (size_target ? options.size_ratio > 1 : !(options.compression_ratio > 0))
+    fail(size_target ? "the size ratio is model size / FP32 model size, in (0, 1]: got {}"
+                     : "the compression ratio must be positive, got {}",
+         size_target ? options.size_ratio : options.compression_ratio);
   for (size_t i = 0; i < layers.size(); ++i)
     if (layers[i].perturbation.size() != bits.size())
       fail("HAWQ: layer {} has {} perturbations for {} bit-widths", ql[i].name, layers[i].perturbation.size(),
@@ -83,13 +87,22 @@ HawqResult hawq_assign(const space::ArchSpec& spec, const std::vector<HawqLayerI
   HawqResult result;
   result.assignment = space::BitAssignment::uniform(spec, 8, input_bits(8));
   std::vector<int> free;
-  double fixed_complexity = 0;
-  const auto complexity = [&](size_t i, int w) {
-    return static_cast<double>(ql[i].macs) * std::max(w, input_bits(w));
+  // Both costs are sums over layers: a candidate's cost is the fixed layers' plus each free layer's at its
+  // bits. Bit complexity counts MACs * max(b_w, b_a); size counts the weights at their bits, and the rest of
+  // the model (BN, biases: 32 bits) is a constant.
+  const auto layer_cost = [&](size_t i, int w) {
+    return size_target ? static_cast<double>(ql[i].weights) * w
+                       : static_cast<double>(ql[i].macs) * std::max(w, input_bits(w));
   };
+  const auto all_8 = space::BitAssignment::uniform(spec, 8, 8);
+  double fixed_cost = 0;
+  if (size_target) {
+    fixed_cost = static_cast<double>(space::model_size_bits(spec, all_8));
+    for (const auto& l : ql) fixed_cost -= 8.0 * static_cast<double>(l.weights);
+  }
   for (size_t i = 0; i < ql.size(); ++i) {
     if (options.keep_first_and_last && (ql[i].first || ql[i].classifier))
-      fixed_complexity += complexity(i, 8);
+      fixed_cost += layer_cost(i, 8);
     else
       free.push_back(static_cast<int>(i));
   }
@@ -98,49 +111,61 @@ HawqResult hawq_assign(const space::ArchSpec& spec, const std::vector<HawqLayerI
     return layers[static_cast<size_t>(a)].trace < layers[static_cast<size_t>(b)].trace;
   });
   result.trace_order = free;
-  const double int8_complexity = space::bit_complexity(spec, space::BitAssignment::uniform(spec, 8, 8));
+  const double int8_complexity = space::bit_complexity(spec, all_8);
+  const double fp32_size = static_cast<double>(space::fp32_size_bits(spec));
+  // The target as "cost at most": compression ratio r means complexity <= INT8 / r. A relative tolerance lets
+  // a cost equal to the target up to rounding meet it.
+  const double budget =
+      size_target ? options.size_ratio * fp32_size : int8_complexity / options.compression_ratio;
+  const auto meets = [&](double cost) { return cost <= budget * (1 + 1e-12); };
 
   double best_metric = std::numeric_limits<double>::infinity();
   std::vector<int> best;
-  double best_ratio = 0, highest_ratio = 0;
+  double lowest_cost = std::numeric_limits<double>::infinity();
   for_each_monotone_sequence(static_cast<int>(free.size()), static_cast<int>(bits.size()),
                              [&](const std::vector<int>& s) {
                                ++result.candidates;
-                               double c = fixed_complexity, metric = 0;
+                               double cost = fixed_cost, metric = 0;
                                for (size_t k = 0; k < free.size(); ++k) {
                                  const auto i = static_cast<size_t>(free[k]);
                                  const auto choice = static_cast<size_t>(s[k]);
-                                 c += complexity(i, bits[choice]);
+                                 cost += layer_cost(i, bits[choice]);
                                  metric += layers[i].trace * layers[i].perturbation[choice];
                                }
-                               const double ratio = int8_complexity / c;
-                               highest_ratio = std::max(highest_ratio, ratio);
-                               // A relative tolerance: a ratio that equals the target up to rounding meets
-                               // it.
-                               if (ratio + 1e-12 * ratio < options.compression_ratio) return true;
+                               lowest_cost = std::min(lowest_cost, cost);
+                               if (!meets(cost)) return true;
                                ++result.feasible;
                                if (metric < best_metric) {
                                  best_metric = metric;
                                  best = s;
-                                 best_ratio = ratio;
                                }
                                return true;
                              });
-  if (best.empty() && !free.empty())
+  if (free.empty()) {
+    if (!meets(fixed_cost))
+      fail("network {} has no layer HAWQ may change, so it cannot reach {} {}", spec.subnet,
+           size_target ? "size ratio" : "compression ratio",
+           size_target ? options.size_ratio : options.compression_ratio);
+  } else if (best.empty()) {
+    if (size_target)
+      fail(
+          "no assignment of bits {{{}}} reaches size ratio {}: the smallest these bits give is {:.3f} (every "
+          "free layer at {} bits; the stem and the classifier stay at 8); raise --size-ratio or allow fewer "
+          "bits",
+          fmt::join(bits, ", "), options.size_ratio, lowest_cost / fp32_size, bits.front());
     fail(
         "no assignment of bits {{{}}} reaches compression ratio {}: the most these bits give is {:.3f} "
         "(every "
         "free layer at {} bits); lower --compression-ratio or allow fewer bits",
-        fmt::join(bits, ", "), options.compression_ratio, highest_ratio, bits.front());
-  if (free.empty() && int8_complexity / fixed_complexity < options.compression_ratio)
-    fail("network {} has no layer HAWQ may change, so it cannot reach ratio {}", spec.subnet,
-         options.compression_ratio);
+        fmt::join(bits, ", "), options.compression_ratio, int8_complexity / lowest_cost, bits.front());
+  }
   for (size_t k = 0; k < free.size(); ++k) {
     const int w = bits[static_cast<size_t>(best[k])];
     result.assignment.layers[static_cast<size_t>(free[k])] = {w, input_bits(w)};
   }
   result.metric = free.empty() ? 0 : best_metric;
-  result.compression_ratio = free.empty() ? int8_complexity / fixed_complexity : best_ratio;
+  result.compression_ratio = space::compression_ratio(spec, result.assignment);
+  result.size_ratio = static_cast<double>(space::model_size_bits(spec, result.assignment)) / fp32_size;
   return result;
 }
 

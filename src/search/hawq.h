@@ -18,6 +18,11 @@ namespace qnas::search {
 struct HawqOptions {
   std::vector<int> bits = {4, 8};  // weight bit-widths to choose from
   double compression_ratio = 1.5;  // target: INT8 bit complexity / the assignment's
+  // When > 0, the target is model size / FP32 model size at most this (AutoQ's target) instead of the
+  // compression ratio. Size counts weights only, so with 8-bit inputs (activation_bits = 8) HAWQ's ranking
+  // can be compared with AutoQ's search under the same constraint; the compression ratio would leave every
+  // such candidate at 1.
+  double size_ratio = 0;
   // The bits of every layer's input: 0 = the same as its weights (NNCF groups a weight quantizer with the
   // activation quantizer it reads, and the bit complexity counts max(b_w, b_a), so 8-bit inputs would leave
   // every candidate at ratio 1).
@@ -41,14 +46,15 @@ struct HawqResult {
   space::BitAssignment assignment;
   double metric = 0;
   double compression_ratio = 0;
+  double size_ratio = 0;         // model size / FP32 model size
   std::uint64_t candidates = 0;  // sequences enumerated
-  std::uint64_t feasible = 0;    // of them, meeting the ratio
+  std::uint64_t feasible = 0;    // of them, meeting the target
   std::vector<int> trace_order;  // indices of the free layers, least sensitive first
   nlohmann::json to_json(const space::ArchSpec& spec) const;
 };
 
 // One input per space::quant_layers(spec) entry. Throws when the inputs do not match the network, a bit-width
-// is not allowed, or no candidate reaches the ratio (naming the highest ratio these bits can give).
+// is not allowed, or no candidate reaches the target (naming the best ratio these bits can give).
 HawqResult hawq_assign(const space::ArchSpec& spec, const std::vector<HawqLayerInput>& layers,
                        const HawqOptions& options);
 

@@ -129,9 +129,15 @@ TEST_F(MixedPrecisionReport, TheSameLabelTwiceIsNumberedAndOtherFineTunesAreNote
   const auto b = write("b", result("uniform", {4}, 0.78, 5.74, 423.7, 1.985, 1));
   json w4a8 = result("uniform", {4}, 0.80, 11.2, 423.7, 1.0);
   w4a8["activation_bits"] = 8;
-  const Comparison c = load_comparison({a, b, write("w4a8", w4a8)}, {});
+  // HAWQ under a size target is labelled by the size it reached.
+  json hawq_size = result("hawq", {4, 8}, 0.82, 22.42, 437.0, 1.0);
+  hawq_size["method"]["size_ratio_target"] = 0.15;
+  hawq_size["size_ratio"] = 0.1492;
+  hawq_size["activation_bits"] = 8;
+  const Comparison c = load_comparison({a, b, write("w4a8", w4a8), write("hawq-size", hawq_size)}, {});
   EXPECT_EQ(c.rows[1].label, "uniform 4 #2");
   EXPECT_EQ(c.rows[2].label, "uniform 4 (inputs 8)");
+  EXPECT_EQ(c.rows[3].label, "hawq {4,8} size 0.149 (inputs 8)");
   ASSERT_EQ(c.notes.size(), 1u);
   EXPECT_NE(c.notes[0].find("the fine-tunes differ"), std::string::npos);
   // Equal cost, lower accuracy: dominated.

@@ -1,5 +1,6 @@
 // HAWQ-v2 bit assignment: the candidate count, the monotone order, the chosen candidate against brute force
-// over every assignment, and a ratio no assignment meets.
+// over every assignment, a ratio no assignment meets, and the size target (AutoQ's) with inputs kept at 8
+// bits.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -115,6 +116,70 @@ TEST(Hawq, ARatioNoAssignmentMeetsIsOneClearError) {
   EXPECT_THROW(hawq_assign(spec, inputs(spec, {4, 8}), o), Error);
   o.bits = {5, 8};
   EXPECT_THROW(hawq_assign(spec, inputs(spec, {4, 8}), o), Error);
+}
+
+double size_of(const space::ArchSpec& spec, const space::BitAssignment& a) {
+  return static_cast<double>(space::model_size_bits(spec, a)) /
+         static_cast<double>(space::fp32_size_bits(spec));
+}
+
+TEST(Hawq, ASizeTargetWithEightBitInputsChoosesTheLowestMetricCandidateOfThatSize) {
+  const auto spec = net();
+  const auto ql = space::quant_layers(spec);
+  // Halfway between uniform 8 and every free layer at 4 bits.
+  auto low = space::BitAssignment::uniform(spec, 4, 8);
+  for (size_t i = 0; i < ql.size(); ++i)
+    if (ql[i].first || ql[i].classifier) low.layers[i] = {8, 8};
+  const double target = (size_of(spec, space::BitAssignment::uniform(spec, 8, 8)) + size_of(spec, low)) / 2;
+  HawqOptions o;
+  o.bits = {4, 8};
+  o.size_ratio = target;
+  o.compression_ratio = 99;  // ignored under a size target
+  o.activation_bits = 8;
+  const auto in = inputs(spec, o.bits);
+  const HawqResult r = hawq_assign(spec, in, o);
+  EXPECT_LE(r.size_ratio, target);
+  EXPECT_DOUBLE_EQ(r.size_ratio, size_of(spec, r.assignment));
+  // Inputs stay at 8 bits, so NNCF's bit complexity sees no gain at all.
+  for (const auto& l : r.assignment.layers) EXPECT_EQ(l.activation, 8);
+  EXPECT_DOUBLE_EQ(r.compression_ratio, 1.0);
+  int lowered = 0;
+  for (const auto& l : r.assignment.layers) lowered += l.weight == 4;
+  EXPECT_GT(lowered, 0);
+  EXPECT_LT(lowered, static_cast<int>(ql.size()) - 2);
+  // Brute force over the monotone candidates under the size target.
+  double best = 1e300;
+  for (size_t k = 0; k <= r.trace_order.size(); ++k) {
+    auto a = space::BitAssignment::uniform(spec, 8, 8);
+    double metric = 0;
+    for (size_t j = 0; j < r.trace_order.size(); ++j) {
+      const auto i = static_cast<size_t>(r.trace_order[j]);
+      const size_t choice = j < k ? 0 : 1;
+      a.layers[i].weight = o.bits[choice];
+      metric += in[i].trace * in[i].perturbation[choice];
+    }
+    if (size_of(spec, a) <= target) best = std::min(best, metric);
+  }
+  EXPECT_DOUBLE_EQ(r.metric, best);
+}
+
+TEST(Hawq, ASizeNoAssignmentMeetsIsOneClearError) {
+  const auto spec = net();
+  HawqOptions o;
+  o.bits = {4, 8};
+  o.size_ratio = 0.01;
+  o.activation_bits = 8;
+  try {
+    hawq_assign(spec, inputs(spec, o.bits), o);
+    FAIL() << "size ratio 0.01 met with 4-bit weights";
+  } catch (const Error& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("no assignment of bits {4, 8} reaches size ratio 0.01: the smallest"),
+        std::string::npos)
+        << e.what();
+  }
+  o.size_ratio = 1.5;
+  EXPECT_THROW(hawq_assign(spec, inputs(spec, o.bits), o), Error);
 }
 
 }  // namespace
