@@ -180,14 +180,20 @@ BitAssignment enforce_size_ratio(const space::ArchSpec& spec, BitAssignment bits
         "everywhere{})",
         fmt::join(sorted, ", "), target, spec.subnet, reachable, sorted.front(),
         keep_first_and_last ? " but the stem and classifier, kept at 8" : "");
-  while (size_ratio(spec, bits) > target) {
+  // The size is kept as a running total (exact integer bits), so each lowered weight costs O(1) and the ratio
+  // compares exactly as size_ratio() would.
+  const auto fp32_bits = static_cast<double>(space::fp32_size_bits(spec));
+  std::int64_t size = space::model_size_bits(spec, bits);
+  const auto over = [&] { return static_cast<double>(size) / fp32_bits > target; };
+  while (over()) {
     for (size_t i = layers.size(); i-- > 0;) {
       if (!free(i)) continue;
       int& w = bits.layers[i].weight;
       const auto it = std::lower_bound(sorted.begin(), sorted.end(), w);
       if (it == sorted.begin()) continue;  // already the lowest (a weight outside choices rounds down too)
+      size -= layers[i].weights * (w - *(it - 1));
       w = *(it - 1);
-      if (size_ratio(spec, bits) <= target) break;
+      if (!over()) break;
     }
   }
   return bits;
