@@ -54,8 +54,12 @@ std::string method_label(const json& r, const std::string& method, double ratio)
                        m.value("episodes", 0));
   if (method == "latency-aware")
     return fmt::format("latency-aware slack {:.2f}", m.value("latency_slack", 0.0));
-  if (method == "given")
-    return "given " + fs::path(m.value("assignment", std::string("?"))).parent_path().filename().string();
+  if (method == "given") {
+    // Named by the file, or by its directory when it is another run's assignment.json.
+    const fs::path file(m.value("assignment", std::string("?")));
+    return "given " +
+           (file.filename() == "assignment.json" ? file.parent_path().filename() : file.stem()).string();
+  }
   return method;
 }
 
@@ -287,18 +291,27 @@ Comparison load_comparison(const std::vector<fs::path>& results, const fs::path&
   Comparison c;
   std::set<std::string> finetunes, test_sets, runs;
   std::map<std::string, int> labels;
+  std::string first_run;
+  std::vector<std::string> other_subnets;
   for (const auto& given : results) {
     std::string space, subnet;
     json raw;
     ComparisonRow row = result_row(given, &space, &subnet, &raw);
+    const std::string run_dir = raw.value("run_dir", std::string());
     if (c.rows.empty()) {
-      c.space = space, c.subnet = subnet;
-    } else if (space != c.space || subnet != c.subnet) {
+      c.space = space, c.subnet = subnet, first_run = run_dir;
+    } else if (space != c.space ||
+               (subnet != c.subnet &&
+                (run_dir != first_run || raw.at("method").value("method", "") != "given"))) {
+      // Another subnet of the same supernet run is comparable when it was fine-tuned as given (a QFA search's
+      // network, next to the front's rows); anything else is another network.
       fail(
-          "{} measured another network ({} {}) than {} ({} {}): a comparison is of one network; pass the "
-          "results "
-          "of one run directory and subnet",
-          row.source, space, subnet, c.rows.front().source, c.space, c.subnet);
+          "{} measured another network ({} {} of {}) than {} ({} {} of {}): a comparison is of one network; "
+          "pass the results of one run directory and subnet (other subnets of a supernet run only as "
+          "--method given)",
+          row.source, space, subnet, run_dir, c.rows.front().source, c.space, c.subnet, first_run);
+    } else if (subnet != c.subnet) {
+      other_subnets.push_back(row.label);
     }
     if (++labels[row.label] > 1) row.label += fmt::format(" #{}", labels[row.label]);
     if (row.finetune != "none") finetunes.insert(row.finetune);
@@ -310,6 +323,9 @@ Comparison load_comparison(const std::vector<fs::path>& results, const fs::path&
     c.notes.push_back(fmt::format("the fine-tunes differ: {}", fmt::join(finetunes, "; ")));
   if (test_sets.size() > 1)
     c.notes.push_back(fmt::format("the test sets differ (images: {})", fmt::join(test_sets, ", ")));
+  if (!other_subnets.empty())
+    c.notes.push_back(fmt::format("{} {} another subnet of the same supernet run, fine-tuned like the rest",
+                                  fmt::join(other_subnets, ", "), other_subnets.size() == 1 ? "is" : "are"));
   if (runs.size() > 1)
     c.notes.push_back(fmt::format("the results name different run directories: {}", fmt::join(runs, ", ")));
   if (!qfa_front.empty()) {

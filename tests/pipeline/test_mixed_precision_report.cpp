@@ -134,12 +134,20 @@ TEST_F(MixedPrecisionReport, TheSameLabelTwiceIsNumberedAndOtherFineTunesAreNote
   hawq_size["method"]["size_ratio_target"] = 0.15;
   hawq_size["size_ratio"] = 0.1492;
   hawq_size["activation_bits"] = 8;
-  const Comparison c = load_comparison({a, b, write("w4a8", w4a8), write("hawq-size", hawq_size)}, {});
+  // A QFA search's network fine-tuned as given: another subnet of the same run, named by its file and noted.
+  json front6 = result("given", {4, 8}, 0.77, 3.51, 378.5, 1.0);
+  front6["subnet"] = "d2_k5";
+  front6["method"]["assignment"] = "S/assignments/front6.json";
+  const Comparison c = load_comparison(
+      {a, b, write("w4a8", w4a8), write("hawq-size", hawq_size), write("front6", front6)}, {});
+  EXPECT_EQ(c.rows[4].label, "given front6");
   EXPECT_EQ(c.rows[1].label, "uniform 4 #2");
   EXPECT_EQ(c.rows[2].label, "uniform 4 (inputs 8)");
   EXPECT_EQ(c.rows[3].label, "hawq {4,8} size 0.149 (inputs 8)");
-  ASSERT_EQ(c.notes.size(), 1u);
+  ASSERT_EQ(c.notes.size(), 2u);
   EXPECT_NE(c.notes[0].find("the fine-tunes differ"), std::string::npos);
+  EXPECT_NE(c.notes[1].find("given front6 is another subnet of the same supernet run"), std::string::npos)
+      << c.notes[1];
   // Equal cost, lower accuracy: dominated.
   EXPECT_EQ(c.rows[1].dominated_by_bitops, std::vector<std::string>{"uniform 4"});
 }
@@ -163,6 +171,13 @@ TEST_F(MixedPrecisionReport, BadInputIsOneErrorNamingTheFileAndTheFix) {
   other["subnet"] = "d2_k5";
   const std::string e2 = error_message([&] { load_comparison({u8, write("other", other)}, {}); });
   EXPECT_NE(e2.find("another network"), std::string::npos) << e2;
+  // Another subnet as given, but of another run: still another network.
+  json given_elsewhere = result("given", {4, 8}, 0.79, 3.5, 380.0, 1.0);
+  given_elsewhere["subnet"] = "d2_k5";
+  given_elsewhere["run_dir"] = "R";
+  given_elsewhere["method"]["assignment"] = "S/assignments/front6.json";
+  const std::string e3 = error_message([&] { load_comparison({u8, write("ge", given_elsewhere)}, {}); });
+  EXPECT_NE(e3.find("another network"), std::string::npos) << e3;
   qnas::write_json_atomic(dir / "f.json", {{"front", json::array()}});
   EXPECT_NE(
       error_message([&] { load_comparison({u8}, dir / "f.json"); }).find("not a QFA search's front.json"),
