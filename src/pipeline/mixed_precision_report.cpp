@@ -324,8 +324,9 @@ Comparison load_comparison(const std::vector<fs::path>& results, const fs::path&
   if (test_sets.size() > 1)
     c.notes.push_back(fmt::format("the test sets differ (images: {})", fmt::join(test_sets, ", ")));
   if (!other_subnets.empty())
-    c.notes.push_back(fmt::format("{} {} another subnet of the same supernet run, fine-tuned like the rest",
-                                  fmt::join(other_subnets, ", "), other_subnets.size() == 1 ? "is" : "are"));
+    c.notes.push_back(fmt::format("{} {} of the same supernet run, fine-tuned like the rest",
+                                  fmt::join(other_subnets, ", "),
+                                  other_subnets.size() == 1 ? "is another subnet" : "are other subnets"));
   if (runs.size() > 1)
     c.notes.push_back(fmt::format("the results name different run directories: {}", fmt::join(runs, ", ")));
   if (!qfa_front.empty()) {
