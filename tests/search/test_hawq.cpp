@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <set>
 
 #include "core/error.h"
@@ -59,6 +60,27 @@ std::vector<HawqLayerInput> inputs(const space::ArchSpec& spec, const std::vecto
   return in;
 }
 
+// Brute force over the monotone candidates along `order`: the k least sensitive layers at bits[0], the rest
+// at bits[1] (inputs at their weight's bits, or at 8), the lowest metric among those `feasible` accepts.
+double best_monotone_metric(const space::ArchSpec& spec, const std::vector<int>& order,
+                            const std::vector<HawqLayerInput>& in, const std::vector<int>& bits,
+                            bool inputs_at_8,
+                            const std::function<bool(const space::BitAssignment&)>& feasible) {
+  double best = 1e300;
+  for (size_t k = 0; k <= order.size(); ++k) {
+    auto a = space::BitAssignment::uniform(spec, 8, 8);
+    double metric = 0;
+    for (size_t j = 0; j < order.size(); ++j) {
+      const auto i = static_cast<size_t>(order[j]);
+      const size_t choice = j < k ? 0 : 1;
+      a.layers[i] = {bits[choice], inputs_at_8 ? 8 : bits[choice]};
+      metric += in[i].trace * in[i].perturbation[choice];
+    }
+    if (feasible(a)) best = std::min(best, metric);
+  }
+  return best;
+}
+
 TEST(Hawq, ChoosesTheLowestMetricMonotoneCandidateThatMeetsTheRatio) {
   const auto spec = net();
   HawqOptions o;
@@ -83,18 +105,9 @@ TEST(Hawq, ChoosesTheLowestMetricMonotoneCandidateThatMeetsTheRatio) {
     previous = b;
   }
   // Brute force over the monotone candidates: the k least sensitive layers at 4 bits, the rest at 8.
-  double best = 1e300;
-  for (size_t k = 0; k <= r.trace_order.size(); ++k) {
-    auto a = space::BitAssignment::uniform(spec, 8, 8);
-    double metric = 0;
-    for (size_t j = 0; j < r.trace_order.size(); ++j) {
-      const auto i = static_cast<size_t>(r.trace_order[j]);
-      const int choice = j < k ? 0 : 1;
-      a.layers[i] = {o.bits[static_cast<size_t>(choice)], o.bits[static_cast<size_t>(choice)]};
-      metric += in[i].trace * in[i].perturbation[static_cast<size_t>(choice)];
-    }
-    if (space::compression_ratio(spec, a) >= 1.5) best = std::min(best, metric);
-  }
+  const double best = best_monotone_metric(spec, r.trace_order, in, o.bits, false, [&](const auto& a) {
+    return space::compression_ratio(spec, a) >= 1.5;
+  });
   EXPECT_DOUBLE_EQ(r.metric, best);
 }
 
@@ -148,18 +161,8 @@ TEST(Hawq, ASizeTargetWithEightBitInputsChoosesTheLowestMetricCandidateOfThatSiz
   EXPECT_GT(lowered, 0);
   EXPECT_LT(lowered, static_cast<int>(ql.size()) - 2);
   // Brute force over the monotone candidates under the size target.
-  double best = 1e300;
-  for (size_t k = 0; k <= r.trace_order.size(); ++k) {
-    auto a = space::BitAssignment::uniform(spec, 8, 8);
-    double metric = 0;
-    for (size_t j = 0; j < r.trace_order.size(); ++j) {
-      const auto i = static_cast<size_t>(r.trace_order[j]);
-      const size_t choice = j < k ? 0 : 1;
-      a.layers[i].weight = o.bits[choice];
-      metric += in[i].trace * in[i].perturbation[choice];
-    }
-    if (size_of(spec, a) <= target) best = std::min(best, metric);
-  }
+  const double best = best_monotone_metric(spec, r.trace_order, in, o.bits, true,
+                                           [&](const auto& a) { return size_of(spec, a) <= target; });
   EXPECT_DOUBLE_EQ(r.metric, best);
 }
 
